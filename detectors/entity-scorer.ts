@@ -1,0 +1,162 @@
+import { z } from 'zod';
+import type { EntityType, WindowAggregateRow } from '../consumers/aggregates.js';
+import type { ClosedWindow } from '../consumers/windows.js';
+import { decide, decisionPolicySchema } from './policy.js';
+import { RobustDeviation, robustDeviationOptionsSchema, type Deviation } from './robust-deviation.js';
+import { verdictId, type Verdict } from './verdict.js';
+
+/** Configuration of the per-entity temporal scorer. */
+export const entityScorerSchema = z
+  .object({
+    /** Baseline of each entity's request count: a robust deviation with a Poisson noise floor. */
+    robust_deviation: robustDeviationOptionsSchema.prefault({ history: 60, warmup: 18, noise_floor: 'poisson' }),
+    /** Decision policy. */
+    policy: decisionPolicySchema.prefault({}),
+    /** Most entities tracked per entity type; the least recently seen is evicted beyond it. Default 50 000. */
+    max_entities_per_type: z.number().int().positive().default(50_000),
+  })
+  .strict();
+
+/** Validated scorer configuration. */
+export type EntityScorerConfig = z.infer<typeof entityScorerSchema>;
+
+/** Secondary features: tracked per entity so that reasons can say what else departed from typical. */
+const SECONDARY: { name: string; of: (r: WindowAggregateRow) => number; pct?: boolean }[] = [
+  { name: 'unique_ips', of: (r) => r.unique_ips },
+  { name: 'requests_per_ip_max', of: (r) => r.requests_per_ip_max },
+  { name: 'auth_failure_share', of: (r) => (r.requests ? (r.status_401 + r.status_403) / r.requests : 0), pct: true },
+  { name: 'post_share', of: (r) => (r.requests ? r.post_requests / r.requests : 0), pct: true },
+  { name: 'unique_paths', of: (r) => r.unique_paths },
+];
+
+class EntityState {
+  readonly requests: RobustDeviation;
+  readonly secondary: RobustDeviation[];
+  constructor(options: EntityScorerConfig['robust_deviation']) {
+    this.requests = new RobustDeviation(options);
+    const plain = { ...options, noise_floor: 'none' as const };
+    this.secondary = SECONDARY.map(() => new RobustDeviation(plain));
+  }
+}
+
+function fmt(v: number, pct = false): string {
+  if (pct) return `${(v * 100).toFixed(v < 0.1 ? 1 : 0)}%`;
+  return Number.isInteger(v) ? String(v) : v.toFixed(1);
+}
+
+/**
+ * Scores each closed window of each entity against that entity's own history of request
+ * counts. Windows the policy flags are not learned, so an attack does not become its own
+ * baseline. State is bounded: at most `max_entities_per_type` per type, least recently seen
+ * evicted first, and entities whose whole history is zero are dropped.
+ */
+export class EntityScorer {
+  private readonly state: Record<EntityType, Map<string, EntityState>> = { asn: new Map(), ja4: new Map(), asn_ja4: new Map() };
+  /** Entities evicted because of the cap (a metric). */
+  evictions = 0;
+  readonly modelVersion: string;
+
+  constructor(
+    readonly config: EntityScorerConfig,
+    readonly pipelineVersion: string,
+  ) {
+    const d = config.robust_deviation;
+    this.modelVersion = `robust_deviation/1 h=${d.history} w=${d.warmup} t=${config.policy.threshold}`;
+  }
+
+  /** Entities tracked now, per type. */
+  get size(): Record<EntityType, number> {
+    return { asn: this.state.asn.size, ja4: this.state.ja4.size, asn_ja4: this.state.asn_ja4.size };
+  }
+
+  /** Scores every entity of a closed window; returns one verdict per entity past warm-up. */
+  scoreWindow(w: ClosedWindow): Verdict[] {
+    const out: Verdict[] = [];
+    const seen: Record<EntityType, Set<string>> = { asn: new Set(), ja4: new Set(), asn_ja4: new Set() };
+    for (const row of w.rows) {
+      seen[row.entity_type].add(row.entity);
+      const map = this.state[row.entity_type];
+      let st = map.get(row.entity);
+      if (st) {
+        map.delete(row.entity); // re-insert: Map order is recency order
+      } else {
+        st = new EntityState(this.config.robust_deviation);
+        if (map.size >= this.config.max_entities_per_type) {
+          const oldest = map.keys().next().value;
+          if (oldest !== undefined) map.delete(oldest);
+          this.evictions++;
+        }
+      }
+      map.set(row.entity, st);
+      const verdict = this.scoreRow(row, st);
+      if (verdict) out.push(verdict);
+    }
+    // An entity absent from this window had zero requests in it: that is part of its history.
+    for (const type of ['asn', 'ja4', 'asn_ja4'] as const) {
+      for (const [entity, st] of this.state[type]) {
+        if (seen[type].has(entity)) continue;
+        st.requests.learn(w.windowStart, 0);
+        if (st.requests.quiet) this.state[type].delete(entity);
+      }
+    }
+    return out;
+  }
+
+  private scoreRow(row: WindowAggregateRow, st: EntityState): Verdict | null {
+    const main = st.requests.explain(row.requests);
+    const secondary = SECONDARY.map((f, i) => ({ f, value: f.of(row), dev: (st.secondary[i] as RobustDeviation).explain(f.of(row)) }));
+    const learnAll = (): void => {
+      st.requests.learn(row.window_start, row.requests);
+      secondary.forEach((s, i) => (st.secondary[i] as RobustDeviation).learn(row.window_start, s.value));
+    };
+    if (!st.requests.ready) {
+      learnAll();
+      return null;
+    }
+    const anomalous = decide(this.config.policy, main.score, row.requests);
+    if (!anomalous) learnAll();
+    const features: Record<string, number> = { requests: row.requests };
+    const typical: Record<string, number> = { requests: main.typical };
+    for (const s of secondary) {
+      features[s.f.name] = s.value;
+      typical[s.f.name] = s.dev.typical;
+    }
+    return {
+      verdict_id: verdictId(row.entity_type, row.entity, row.window_start, row.window_end),
+      entity_type: row.entity_type,
+      entity: row.entity,
+      window_start: row.window_start,
+      window_end: row.window_end,
+      score: main.score,
+      anomalous,
+      detectors: { 'robust_deviation.requests': main.score },
+      reasons: this.reasons(row, main, secondary, anomalous),
+      features,
+      typical,
+      requests: row.requests,
+      model_version: this.modelVersion,
+      pipeline_version: this.pipelineVersion,
+    };
+  }
+
+  private reasons(
+    row: WindowAggregateRow,
+    main: Deviation,
+    secondary: { f: (typeof SECONDARY)[number]; value: number; dev: Deviation }[],
+    anomalous: boolean,
+  ): string[] {
+    const secs = (row.window_end - row.window_start) / 1000;
+    const ratio = main.typical > 0 ? `${(row.requests / main.typical).toFixed(1)}x typical` : 'from a typical of 0';
+    const out = [
+      `requests ${row.requests} in ${secs} s vs typical ${fmt(main.typical)} (median of last ${main.n} windows, spread ${fmt(main.spread)}): ` +
+        `${ratio}, ${main.z >= 0 ? '+' : ''}${main.z.toFixed(1)} robust deviations`,
+    ];
+    if (!anomalous) return out;
+    for (const s of secondary) {
+      if (s.dev.n > 0 && Math.abs(s.dev.z) >= 3 && s.value !== s.dev.typical) {
+        out.push(`${s.f.name} ${fmt(s.value, s.f.pct)} vs typical ${fmt(s.dev.typical, s.f.pct)}`);
+      }
+    }
+    return out;
+  }
+}

@@ -1,0 +1,118 @@
+import { median, medianAbsoluteDeviation } from 'simple-statistics';
+import { z } from 'zod';
+
+/** Hyperparameters of {@link RobustDeviation}. */
+export const robustDeviationOptionsSchema = z
+  .object({
+    /** How many past values form the baseline (a ring buffer). Default 60. */
+    history: z.number().int().min(3).max(10_000).default(60),
+    /** Values needed before any score above 0 is given. Default 18. */
+    warmup: z.number().int().min(1).default(18),
+    /**
+     * Noise floor of the spread: `poisson` treats values as counts, whose natural spread is
+     * sqrt(mean), so a quiet but perfectly regular entity is not flagged for a tiny change.
+     * Default `none`.
+     */
+    noise_floor: z.enum(['none', 'poisson']).default('none'),
+    /** Smallest spread ever used, in the value's unit. Default 1e-9. */
+    min_scale: z.number().positive().default(1e-9),
+    /** Robust deviations at which the score is 0.5; the score is z²/(z²+half²). Default 6. */
+    half_score_z: z.number().positive().default(6),
+  })
+  .strict()
+  .refine((o) => o.warmup <= o.history, { message: 'warmup must not exceed history', path: ['warmup'] });
+
+/** Options accepted by {@link RobustDeviation} (all optional, defaults as documented). */
+export type RobustDeviationOptions = z.input<typeof robustDeviationOptionsSchema>;
+
+/** What a score was based on, for reasons in words. */
+export interface Deviation {
+  /** Median of the baseline. */
+  typical: number;
+  /** Robust spread: max(1.4826·MAD, noise floor, min_scale). */
+  spread: number;
+  /** (value − typical) / spread; positive when above typical. */
+  z: number;
+  /** Score in [0, 1]; 0 during warm-up or when the value is at or below typical. */
+  score: number;
+  /** Values in the baseline. */
+  n: number;
+}
+
+/**
+ * Robust deviation of a value from its own recent history: a robust z-score with the median
+ * and the MAD (Hampel's identifier, cf. Rousseeuw & Croux 1993). Only rises above typical
+ * count as anomalous. O(history) state per series; no clock, no I/O, serialisable.
+ */
+export class RobustDeviation {
+  private readonly opts: z.output<typeof robustDeviationOptionsSchema>;
+  private readonly ring: Float64Array;
+  private count = 0;
+  private next = 0;
+
+  constructor(options: RobustDeviationOptions = {}) {
+    this.opts = robustDeviationOptionsSchema.parse(options);
+    this.ring = new Float64Array(this.opts.history);
+  }
+
+  /** Whether the baseline has enough values to score. */
+  get ready(): boolean {
+    return this.count >= this.opts.warmup;
+  }
+
+  /** Scores `value` against the baseline without learning it. */
+  explain(value: number): Deviation {
+    const n = Math.min(this.count, this.opts.history);
+    if (n < this.opts.warmup || n === 0) return { typical: Number.NaN, spread: Number.NaN, z: 0, score: 0, n };
+    const base = Array.from(this.ring.subarray(0, n));
+    const typical = median(base);
+    let spread = 1.4826 * medianAbsoluteDeviation(base);
+    if (this.opts.noise_floor === 'poisson') spread = Math.max(spread, Math.sqrt(Math.max(typical, 1)));
+    spread = Math.max(spread, this.opts.min_scale);
+    const zValue = Number.isFinite(value) ? (value - typical) / spread : 0;
+    const h = this.opts.half_score_z;
+    const score = zValue > 0 ? (zValue * zValue) / (zValue * zValue + h * h) : 0;
+    return { typical, spread, z: zValue, score, n };
+  }
+
+  /** Score in [0, 1] of `value` (ignores the timestamp: this detector has no seasonality). */
+  score(_timestampMs: number, value: number): number {
+    return this.explain(value).score;
+  }
+
+  /** Adds `value` to the baseline. Non-finite values are ignored. */
+  learn(_timestampMs: number, value: number): void {
+    if (!Number.isFinite(value)) return;
+    this.ring[this.next] = value;
+    this.next = (this.next + 1) % this.opts.history;
+    this.count++;
+  }
+
+  /** Scores, then learns (the univariate contract of CONTRACTS §6). */
+  update(timestampMs: number, value: number): number {
+    const s = this.score(timestampMs, value);
+    this.learn(timestampMs, value);
+    return s;
+  }
+
+  /** Whether every value in a full baseline is 0 (the series has gone quiet and can be dropped). */
+  get quiet(): boolean {
+    if (this.count < this.opts.history) return false;
+    for (const v of this.ring) if (v !== 0) return false;
+    return true;
+  }
+
+  /** Serialisable state. */
+  toJSON(): { options: z.output<typeof robustDeviationOptionsSchema>; values: number[]; count: number; next: number } {
+    return { options: this.opts, values: Array.from(this.ring), count: this.count, next: this.next };
+  }
+
+  /** Restores a detector from {@link toJSON} output. */
+  static fromJSON(state: ReturnType<RobustDeviation['toJSON']>): RobustDeviation {
+    const d = new RobustDeviation(state.options);
+    d.ring.set(state.values);
+    d.count = state.count;
+    d.next = state.next;
+    return d;
+  }
+}

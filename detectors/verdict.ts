@@ -1,0 +1,37 @@
+import { createHash } from 'node:crypto';
+import type { EntityType } from '../consumers/aggregates.js';
+
+/** One scored (entity, window): CONTRACTS §3. */
+export interface Verdict {
+  /** Deterministic: the same entity and window always give the same id, so sinks can deduplicate. */
+  verdict_id: string;
+  entity_type: EntityType;
+  entity: string;
+  /** Epoch ms. */
+  window_start: number;
+  /** Epoch ms. */
+  window_end: number;
+  /** In [0, 1]; higher is more anomalous. */
+  score: number;
+  /** The decision of the policy. */
+  anomalous: boolean;
+  /** Score of each detector that looked at this window, in [0, 1]. */
+  detectors: Record<string, number>;
+  /** Which features departed from what was typical, and by how much, in words. */
+  reasons: string[];
+  /** The feature values the detectors saw in this window. */
+  features: Record<string, number>;
+  /** The typical value of each feature (median of the entity's own history). */
+  typical: Record<string, number>;
+  /** Requests of the entity in the window. */
+  requests: number;
+  /** Which model and settings produced the score. */
+  model_version: string;
+  /** Version of burstwatch that produced the verdict. */
+  pipeline_version: string;
+}
+
+/** sha256 of the entity and window, 32 hex digits. */
+export function verdictId(entityType: EntityType, entity: string, windowStart: number, windowEnd: number): string {
+  return createHash('sha256').update(`${entityType}\u0000${entity}\u0000${windowStart}\u0000${windowEnd}`).digest('hex').slice(0, 32);
+}

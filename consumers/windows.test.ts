@@ -124,3 +124,19 @@ describe('SlidingWindows', () => {
     expect(windowConfigSchema.safeParse({ size_ms: 60_000, sizee: 1 }).error?.issues[0]?.message).toMatch(/sizee/);
   });
 });
+
+describe('SlidingWindows idleness', () => {
+  it('never treats a lagging partition as idle', () => {
+    const w = new SlidingWindows(cfg);
+    w.registerPartition(0);
+    w.registerPartition(1);
+    w.add(log(10_000, 1, null, '1.1.1.1'), 0, 0, 1_000);
+    w.add(log(2_000, 1, null, '1.1.1.1'), 1, 0, 1_000);
+    w.setLagging(1, true);
+    w.onIdle(1_000 + cfg.idle_flush_ms * 10);
+    expect(w.watermark).toBe(2_000);
+    w.setLagging(1, false);
+    w.onIdle(1_000 + cfg.idle_flush_ms * 10);
+    expect(w.watermark).toBeGreaterThan(10_000);
+  });
+});

@@ -72,6 +72,8 @@ export class SlidingWindows {
   private readonly lastActivity = new Map<number, number>();
   private readonly lastOffset = new Map<number, number>();
   private readonly idle = new Set<number>();
+  /** Partitions known to have records waiting (lag > 0); they are never idle, only slow. */
+  private readonly lagging = new Set<number>();
   /** Start of the oldest window not yet closed; every window before it is final. */
   private nextWindowStart = Number.NEGATIVE_INFINITY;
   private watermarkValue = Number.NEGATIVE_INFINITY;
@@ -163,6 +165,18 @@ export class SlidingWindows {
     return accepted;
   }
 
+  /** Live mode: whether `partition` has more records waiting after the batch just read (its lag). */
+  setLagging(partition: number, lagging: boolean): void {
+    if (lagging) this.lagging.add(partition);
+    else this.lagging.delete(partition);
+  }
+
+  /** Records that a message at `offset` was handled without reaching a window (dead-lettered). */
+  markProcessed(partition: number, offset: number): void {
+    const last = this.lastOffset.get(partition);
+    if (last === undefined || offset > last) this.lastOffset.set(partition, offset);
+  }
+
   /** Whether closed windows are waiting for {@link drain}. */
   hasReady(): boolean {
     return this.pending.length > 0;
@@ -198,7 +212,8 @@ export class SlidingWindows {
         allIdleFor = 0;
         continue;
       }
-      const silent = nowMs - last;
+      // A partition with records waiting is slow, not idle: do not let the watermark pass it.
+      const silent = this.lagging.has(p) ? 0 : nowMs - last;
       allIdleFor = Math.min(allIdleFor, silent);
       if (silent >= this.config.idle_partition_ms && !this.idle.has(p)) {
         this.idle.add(p);

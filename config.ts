@@ -1,0 +1,139 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { deadLetterConfigSchema } from './consumers/dead-letter.js';
+import { kafkaConfigSchema } from './consumers/kafka-client.js';
+import { windowConfigSchema } from './consumers/windows.js';
+import { entityScorerSchema } from './detectors/entity-scorer.js';
+import { ConfigError } from './errors.js';
+import { ruleLifecycleSchema } from './rules/lifecycle.js';
+import { WIRE_ENCODINGS } from './schemas/codec.js';
+import { clickhouseConfigSchema } from './sinks/clickhouse.js';
+import { edgeRulesConfigSchema } from './sinks/edge-rules.js';
+
+/** Where request logs come from and how they are decoded. */
+export const inputConfigSchema = z
+  .object({
+    /** Topic of request logs. Default `request-logs`. */
+    topic: z.string().min(1).default('request-logs'),
+    /** Consumer group id; members of one group share the partitions. Default `burstwatch`. */
+    group_id: z.string().min(1).default('burstwatch'),
+    /** With no committed offset, start at the earliest record (true) or only new ones. Default true. */
+    from_beginning: z.boolean().default(true),
+    /** Encodings accepted (CONTRACTS §1). Default all three. */
+    encodings: z.array(z.enum(WIRE_ENCODINGS as [string, ...string[]])).min(1).default([...WIRE_ENCODINGS]),
+    /** `.avsc` file of the writer schema of plain-Avro messages. Default: ours. */
+    plain_writer_schema: z.string().optional(),
+    /** Further `.avsc` files that single-object messages may name by fingerprint. */
+    known_writer_schemas: z.array(z.string()).default([]),
+    /** Confluent-compatible schema registry for Confluent-framed messages. */
+    schema_registry: z
+      .object({ url: z.string().url(), basic_auth_file: z.string().optional(), timeout_ms: z.number().int().positive().default(5_000) })
+      .strict()
+      .optional(),
+    /** Largest message accepted per partition fetch, bytes. Default 10 MiB. */
+    max_bytes_per_partition: z.number().int().positive().default(10 * 1024 * 1024),
+  })
+  .strict();
+
+/** Prometheus endpoint. */
+export const metricsConfigSchema = z
+  .object({
+    /** Port of `/metrics`, `/healthz` and `/readyz`; 0 disables. Default 9464. */
+    port: z.number().int().min(0).max(65535).default(9464),
+    /** Interface to listen on. Default 127.0.0.1. */
+    host: z.string().default('127.0.0.1'),
+  })
+  .strict();
+
+/** The whole configuration of burstwatch: one object, validated before anything starts. */
+export const configSchema = z
+  .object({
+    kafka: kafkaConfigSchema.prefault({}),
+    input: inputConfigSchema.prefault({}),
+    dead_letter: deadLetterConfigSchema.prefault({}),
+    windows: windowConfigSchema.prefault({}),
+    scorer: entityScorerSchema.prefault({}),
+    rules: ruleLifecycleSchema.prefault({}),
+    edge_rules: edgeRulesConfigSchema.prefault({}),
+    clickhouse: clickhouseConfigSchema.prefault({}),
+    metrics: metricsConfigSchema.prefault({}),
+  })
+  .strict();
+
+/** Validated configuration. */
+export type Config = z.infer<typeof configSchema>;
+
+/** Turns the first zod issue into an error naming the dotted key and what is accepted. */
+function toConfigError(error: z.ZodError): ConfigError {
+  const issue = error.issues[0] as z.core.$ZodIssue;
+  const path = issue.path.map(String);
+  if (issue.code === 'unrecognized_keys') {
+    const keys = (issue as { keys: string[] }).keys;
+    return new ConfigError([...path, keys[0] ?? '?'].join('.'), `unknown key (known here: see docs or --help); ${issue.message}`);
+  }
+  return new ConfigError(path.join('.') || '(root)', issue.message);
+}
+
+/** Validates a raw object. Throws {@link ConfigError} naming the bad key. */
+export function parseConfig(raw: unknown): Config {
+  const res = configSchema.safeParse(raw);
+  if (!res.success) throw toConfigError(res.error);
+  return res.data;
+}
+
+/**
+ * Applies environment overrides: `BURSTWATCH__SECTION__KEY=value` sets `section.key`. Values
+ * are parsed as JSON when they can be (numbers, booleans, arrays), else taken as strings; a
+ * comma-separated string becomes an array.
+ */
+export function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
+  const out = structuredClone(raw);
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith('BURSTWATCH__') || value === undefined) continue;
+    const path = name.slice('BURSTWATCH__'.length).toLowerCase().split('__');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(value);
+    } catch {
+      parsed = value.includes(',') ? value.split(',').map((s) => s.trim()) : value;
+    }
+    let node: Record<string, unknown> = out;
+    for (const key of path.slice(0, -1)) {
+      if (typeof node[key] !== 'object' || node[key] === null) node[key] = {};
+      node = node[key] as Record<string, unknown>;
+    }
+    node[path.at(-1) as string] = parsed;
+  }
+  return out;
+}
+
+/** Loads a JSON config file (if given), applies environment overrides, validates. */
+export function loadConfig(file?: string, overrides: Record<string, unknown> = {}): Config {
+  let raw: Record<string, unknown> = {};
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError('--config', `cannot read ${file}: ${(err as Error).message}`);
+    }
+    try {
+      raw = JSON.parse(text) as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError('--config', `${file} is not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  return parseConfig(deepMerge(applyEnv(raw), overrides));
+}
+
+function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const cur = out[k];
+    out[k] =
+      v && typeof v === 'object' && !Array.isArray(v) && cur && typeof cur === 'object' && !Array.isArray(cur)
+        ? deepMerge(cur as Record<string, unknown>, v as Record<string, unknown>)
+        : v;
+  }
+  return out;
+}

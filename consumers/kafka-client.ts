@@ -1,0 +1,74 @@
+import { readFileSync } from 'node:fs';
+import { Kafka, logLevel, type KafkaConfig, type SASLOptions } from 'kafkajs';
+import { z } from 'zod';
+import { logger } from '../logger.js';
+
+/** Kafka connection settings, shared by the consumer, the dead-letter and the edge-rule producers. */
+export const kafkaConfigSchema = z
+  .object({
+    /** Bootstrap brokers, `host:port`. Default the local broker of `burstwatch infra`. */
+    brokers: z.array(z.string().regex(/^[^\s:]+:\d+$/, { message: "brokers look like 'host:9092'" })).min(1).default(['127.0.0.1:19092']),
+    /** Client id sent to the brokers. Default `burstwatch`. */
+    client_id: z.string().min(1).default('burstwatch'),
+    /** TLS: true for the system CAs, or files for a private CA / mutual TLS. */
+    ssl: z
+      .union([
+        z.boolean(),
+        z.object({ ca_file: z.string().optional(), cert_file: z.string().optional(), key_file: z.string().optional(), reject_unauthorized: z.boolean().default(true) }).strict(),
+      ])
+      .default(false),
+    /** SASL; the password comes from `password` or, better, `password_file` or the BURSTWATCH_KAFKA_PASSWORD environment variable. */
+    sasl: z
+      .object({
+        mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']),
+        username: z.string(),
+        password: z.string().optional(),
+        password_file: z.string().optional(),
+      })
+      .strict()
+      .optional(),
+    /** Connection timeout, ms. Default 10 000. */
+    connection_timeout_ms: z.number().int().positive().default(10_000),
+  })
+  .strict();
+
+/** Validated Kafka settings. */
+export type KafkaSettings = z.infer<typeof kafkaConfigSchema>;
+
+const levelNames: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
+  [logLevel.ERROR]: 'error',
+  [logLevel.WARN]: 'warn',
+  [logLevel.INFO]: 'info',
+  [logLevel.DEBUG]: 'debug',
+};
+
+/** Builds a kafkajs client whose own logs go to pino as structured lines. */
+export function createKafka(settings: KafkaSettings): Kafka {
+  const config: KafkaConfig = {
+    clientId: settings.client_id,
+    brokers: settings.brokers,
+    connectionTimeout: settings.connection_timeout_ms,
+    logLevel: logLevel.WARN,
+    logCreator: () => ({ namespace, level, log }) => {
+      const { message, ...extra } = log;
+      logger[levelNames[level] ?? 'info']({ kafkajs: namespace, ...extra }, message);
+    },
+  };
+  if (settings.ssl === true) config.ssl = true;
+  else if (settings.ssl) {
+    config.ssl = {
+      rejectUnauthorized: settings.ssl.reject_unauthorized,
+      ...(settings.ssl.ca_file ? { ca: [readFileSync(settings.ssl.ca_file, 'utf8')] } : {}),
+      ...(settings.ssl.cert_file ? { cert: readFileSync(settings.ssl.cert_file, 'utf8') } : {}),
+      ...(settings.ssl.key_file ? { key: readFileSync(settings.ssl.key_file, 'utf8') } : {}),
+    };
+  }
+  if (settings.sasl) {
+    const password =
+      process.env.BURSTWATCH_KAFKA_PASSWORD ??
+      (settings.sasl.password_file ? readFileSync(settings.sasl.password_file, 'utf8').trim() : settings.sasl.password) ??
+      '';
+    config.sasl = { mechanism: settings.sasl.mechanism, username: settings.sasl.username, password } as SASLOptions;
+  }
+  return new Kafka(config);
+}

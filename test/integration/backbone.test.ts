@@ -1,0 +1,236 @@
+import { randomBytes } from 'node:crypto';
+import { createClient } from '@clickhouse/client';
+import { Kafka, type IHeaders } from 'kafkajs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startService, type Service } from '../../cli/service.js';
+import { parseConfig } from '../../config.js';
+import { DLQ_HEADERS } from '../../consumers/dead-letter.js';
+import { parseCommitMetadata } from '../../consumers/kafka-source.js';
+import { localEndpoints } from '../../infra/index.js';
+import { encodeConfluent, encodePlain, encodeSingleObject } from '../../schemas/codec.js';
+import { fingerprintBytes } from '../../schemas/fingerprint.js';
+import { edgeRuleFromAvro, edgeRuleType, requestLogType, type RequestLog } from '../../schemas/index.js';
+import { SchemaRegistryClient } from '../../schemas/registry.js';
+
+const JA4_BROWSER = 't13d1516h2_8daaf6152771_02713d6af862';
+const JA4_BOT = 't13d190900_9dc949149365_97f8aa674fd9';
+const JA4_APP = 't13d1715h2_5b57614c22b0_3d5424432f57';
+const T0 = Date.UTC(2026, 10, 1, 0, 0, 0);
+const BURST_START = T0 + 6 * 60_000;
+
+/** Deterministic traffic: steady baseline for 8 minutes, and a 60 s burst from one ASN×JA4 pair at minute 6. */
+function traffic(): RequestLog[] {
+  const logs: RequestLog[] = [];
+  let n = 0;
+  const push = (ts: number, asn: number, ja4: string | null, ip: string, extra: Partial<RequestLog> = {}): void => {
+    logs.push({
+      timestamp: ts, request_id: `it-${n++}`, client_ip: ip, asn, country: 'DE', ja4, user_agent: 'Mozilla/5.0', method: 'GET',
+      host: 'shop.example', path: `/p/${n % 40}`, status: 200, response_bytes: 1000 + (n % 300), protocol: 'HTTP/2', challenge: 'NONE', ...extra,
+    });
+  };
+  for (let s = 0; s < 480; s++) {
+    const t = T0 + s * 1000;
+    push(t + 100, 64512, JA4_BROWSER, `10.0.0.${(s % 20) + 1}`);
+    push(t + 600, 64512, JA4_BROWSER, `10.0.0.${((s * 7) % 20) + 1}`);
+    if (s % 5 === 0) push(t + 300, 64512, JA4_BOT, `10.9.0.${(s % 3) + 1}`);
+    push(t + 200, 3320, JA4_BROWSER, `2001:db8::${(s % 50) + 1}`, { protocol: 'HTTP/3' });
+    if (s % 2 === 0) push(t + 400, 3320, null, `192.0.2.${(s % 9) + 1}`, { protocol: 'HTTP/1.1' });
+    push(t + 500, 4_200_000_001, JA4_APP, `198.51.100.${(s % 30) + 1}`, { status: s % 10 === 0 ? 404 : 200 });
+    if (t >= BURST_START && t < BURST_START + 60_000) {
+      for (let k = 0; k < 40; k++) {
+        push(t + k * 20 + 1, 64512, JA4_BOT, `203.0.113.${(k * 5 + s) % 200}`, { method: 'POST', path: '/login', status: 401 });
+      }
+    }
+  }
+  return logs.sort((a, b) => a.timestamp - b.timestamp);
+}
+
+/** Brute force of CONTRACTS §2: every window [s, s+60 s), s a multiple of 10 s, that contains the record. */
+function expectedWindows(logs: RequestLog[]): Map<string, { requests: number; ips: Set<string> }> {
+  const out = new Map<string, { requests: number; ips: Set<string> }>();
+  for (const r of logs) {
+    const entities: [string, string][] = [['asn', String(r.asn)]];
+    if (r.ja4) entities.push(['ja4', r.ja4], ['asn_ja4', `${r.asn}|${r.ja4}`]);
+    for (let s = Math.floor(r.timestamp / 10_000) * 10_000; s > r.timestamp - 60_000; s -= 10_000) {
+      for (const [type, entity] of entities) {
+        const key = `${type}/${entity}/${s}`;
+        const agg = out.get(key) ?? { requests: 0, ips: new Set<string>() };
+        agg.requests++;
+        agg.ips.add(r.client_ip);
+        out.set(key, agg);
+      }
+    }
+  }
+  return out;
+}
+
+async function readTopic(kafka: Kafka, topic: string, expected: number, timeoutMs = 30_000) {
+  const consumer = kafka.consumer({ groupId: `it-reader-${randomBytes(4).toString('hex')}` });
+  const got: { key: string | null; value: Buffer | null; headers: IHeaders }[] = [];
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  await consumer.run({
+    eachMessage: async ({ message }) => {
+      got.push({ key: message.key?.toString() ?? null, value: message.value, headers: message.headers ?? {} });
+    },
+  });
+  const until = Date.now() + timeoutMs;
+  while (got.length < expected && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
+  await new Promise((r) => setTimeout(r, 500)); // anything beyond `expected` would show up now
+  await consumer.disconnect();
+  return got;
+}
+
+describe('backbone on real Kafka, ClickHouse and schema registry', () => {
+  const id = randomBytes(4).toString('hex');
+  const topic = `it-logs-${id}`;
+  const group = `it-group-${id}`;
+  const dlqTopic = `it-dlq-${id}`;
+  const rulesTopic = `it-rules-${id}`;
+  const database = `bw_it_${id}`;
+  const kafka = new Kafka({ clientId: 'it', brokers: localEndpoints.kafkaBrokers, logLevel: 1 });
+  const ch = createClient({ url: localEndpoints.clickhouseUrl });
+  const logs = traffic();
+  const garbage: { key: string; value: Buffer | null; reason: string }[] = [];
+  let service: Service;
+  let produced = 0;
+
+  beforeAll(async () => {
+    const registry = new SchemaRegistryClient({ url: localEndpoints.schemaRegistryUrl });
+    const schemaId = await registry.register(`${topic}-value`, requestLogType);
+    const sample = logs[0] as RequestLog;
+    const plain = encodePlain(requestLogType, sample);
+    garbage.push(
+      { key: 'g-empty', value: Buffer.alloc(0), reason: 'empty' },
+      { key: 'g-null', value: null, reason: 'empty' },
+      { key: 'g-truncated', value: plain.subarray(0, 12), reason: 'truncated' },
+      { key: 'g-trailing', value: Buffer.concat([plain, Buffer.from([7, 7, 7])]), reason: 'trailing_bytes' },
+      { key: 'g-unknown-id', value: encodeConfluent(987_654, requestLogType, sample), reason: 'unknown_schema_id' },
+      { key: 'g-unknown-fp', value: Buffer.concat([Buffer.from([0xc3, 0x01]), randomBytes(8), plain]), reason: 'unknown_fingerprint' },
+      { key: 'g-bad-ip', value: encodePlain(requestLogType, { ...sample, client_ip: 'not-an-ip' }), reason: 'invalid_value' },
+    );
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 3, replicationFactor: 1 }] });
+    await admin.disconnect();
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    const messages: { key: string; value: Buffer | null }[] = logs.map((log, i) => ({
+      key: log.client_ip,
+      value: i % 3 === 0 ? encodePlain(requestLogType, log) : i % 3 === 1 ? encodeSingleObject(requestLogType, log) : encodeConfluent(schemaId, requestLogType, log),
+    }));
+    // Garbage in the middle of the stream, where it must not disturb anything around it.
+    messages.splice(1000, 0, ...garbage.map((g) => ({ key: g.key, value: g.value })));
+    for (let i = 0; i < messages.length; i += 1000) await producer.send({ topic, acks: -1, messages: messages.slice(i, i + 1000) });
+    await producer.disconnect();
+    produced = messages.length;
+
+    const config = parseConfig({
+      kafka: { brokers: localEndpoints.kafkaBrokers },
+      input: { topic, group_id: group, schema_registry: { url: localEndpoints.schemaRegistryUrl } },
+      dead_letter: { topic: dlqTopic },
+      edge_rules: { topic: rulesTopic },
+      clickhouse: { url: localEndpoints.clickhouseUrl, database },
+      windows: { idle_partition_ms: 2_000, idle_flush_ms: 2_000 },
+      scorer: { robust_deviation: { history: 30, warmup: 12, noise_floor: 'poisson' } },
+      metrics: { port: 0 },
+    });
+    service = await startService(config);
+    const until = Date.now() + 120_000;
+    while (Date.now() < until) {
+      const w = service.pipeline.windows;
+      if (service.source.stats.messages >= produced && w.openPanes === 0 && !w.hasReady()) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    await service.stop();
+  });
+
+  afterAll(async () => {
+    await ch.command({ query: `DROP DATABASE IF EXISTS ${database}` }).catch(() => undefined);
+    await ch.close();
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.deleteTopics({ topics: [topic, dlqTopic, rulesTopic] }).catch(() => undefined);
+    await admin.disconnect();
+  });
+
+  it('consumed every message, decoding all three encodings', () => {
+    expect(service.source.stats.messages).toBe(produced);
+    expect(service.source.stats.decoded).toBe(logs.length);
+    expect(service.pipeline.windows.stats.late).toBe(0);
+  });
+
+  it('wrote exactly the brute-force window aggregates to ClickHouse', async () => {
+    const rs = await ch.query({
+      query: `SELECT entity_type, entity, toUnixTimestamp(window_start) AS ws, toUnixTimestamp(window_end) AS we, requests, unique_ips FROM ${database}.window_aggregates FINAL`,
+      format: 'JSONEachRow',
+    });
+    const rows = (await rs.json()) as { entity_type: string; entity: string; ws: string; we: string; requests: string; unique_ips: string }[];
+    const got = new Map(rows.map((r) => [`${r.entity_type}/${r.entity}/${Number(r.ws) * 1000}`, { requests: Number(r.requests), ips: Number(r.unique_ips), we: Number(r.we) }]));
+    const want = expectedWindows(logs);
+    expect(got.size).toBe(want.size);
+    for (const [key, w] of want) {
+      expect(got.get(key), key).toEqual({ requests: w.requests, ips: w.ips.size, we: Number(key.split('/')[2]) / 1000 + 60 });
+    }
+  });
+
+  it('put every undecodable message on the dead-letter topic with its bytes, source and reason', async () => {
+    const letters = await readTopic(kafka, dlqTopic, garbage.length);
+    expect(letters).toHaveLength(garbage.length);
+    for (const g of garbage) {
+      const l = letters.find((x) => x.key === g.key);
+      expect(l, g.key).toBeDefined();
+      expect(l?.headers[DLQ_HEADERS.reason]?.toString()).toBe(g.reason);
+      expect(l?.headers[DLQ_HEADERS.topic]?.toString()).toBe(topic);
+      expect(Number(l?.headers[DLQ_HEADERS.offset]?.toString())).toBeGreaterThanOrEqual(0);
+      if (g.value === null || g.value.length === 0) expect(l?.value?.length ?? 0).toBe(0);
+      else expect(l?.value?.equals(g.value)).toBe(true);
+    }
+  });
+
+  it('flagged the burst and published one rule for the ASN×JA4 pair on the compacted topic', async () => {
+    const rs = await ch.query({
+      query: `SELECT entity_type, entity, score, reasons FROM ${database}.verdicts FINAL WHERE anomalous = 1 ORDER BY window_start`,
+      format: 'JSONEachRow',
+    });
+    const flagged = (await rs.json()) as { entity_type: string; entity: string; score: number; reasons: string[] }[];
+    const pair = flagged.filter((v) => v.entity_type === 'asn_ja4' && v.entity === `64512|${JA4_BOT}`);
+    expect(pair.length).toBeGreaterThan(0);
+    expect(pair[0]?.reasons[0]).toMatch(/^requests \d+ in 60 s vs typical \d+(\.\d)? .*x typical/);
+    // Steady entities are never flagged.
+    expect(flagged.filter((v) => v.entity.includes('4200000001') || v.entity.includes(JA4_APP))).toEqual([]);
+
+    const admin = kafka.admin();
+    await admin.connect();
+    const cfg = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2, name: rulesTopic, configNames: ['cleanup.policy'] }] });
+    await admin.disconnect();
+    expect(cfg.resources[0]?.configEntries[0]?.configValue).toBe('compact');
+
+    const messages = await readTopic(kafka, rulesTopic, 1);
+    const ruleId = `asn_ja4:64512|${JA4_BOT}`;
+    const upserts = messages.filter((m) => m.key === ruleId && m.value !== null);
+    expect(upserts.length).toBeGreaterThan(0);
+    const value = upserts.at(-1)?.value as Buffer;
+    expect(value.subarray(0, 2)).toEqual(Buffer.from([0xc3, 0x01]));
+    expect(value.subarray(2, 10)).toEqual(fingerprintBytes(edgeRuleType));
+    const rule = edgeRuleFromAvro(edgeRuleType.fromBuffer(value.subarray(10)) as Record<string, unknown>);
+    expect(rule).toMatchObject({ rule_id: ruleId, match: { asn: 64512, ja4: JA4_BOT }, action: 'challenge', mode: 'enforce' });
+    expect(rule.expires_at).toBeGreaterThan(rule.created_at);
+    // The pair covers the burst: no rule for the whole ASN or the whole fingerprint.
+    expect(messages.some((m) => m.key === 'asn:64512' || m.key === `ja4:${JA4_BOT}`)).toBe(false);
+  });
+
+  it('committed every offset, with the emitted-window horizon in the metadata', async () => {
+    const admin = kafka.admin();
+    await admin.connect();
+    const committed = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+    const ends = await admin.fetchTopicOffsets(topic);
+    await admin.disconnect();
+    const parts = committed[0]?.partitions ?? [];
+    expect(parts).toHaveLength(3);
+    for (const p of parts) {
+      expect(p.offset).toBe(ends.find((e) => e.partition === p.partition)?.high);
+      expect(parseCommitMetadata(p.metadata)?.horizon).toBeGreaterThan(T0);
+    }
+  });
+});

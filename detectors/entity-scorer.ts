@@ -104,22 +104,27 @@ export class EntityScorer {
 
   private scoreRow(row: WindowAggregateRow, st: EntityState): Verdict | null {
     const main = st.requests.explain(row.requests);
-    const secondary = SECONDARY.map((f, i) => ({ f, value: f.of(row), dev: (st.secondary[i] as RobustDeviation).explain(f.of(row)) }));
+    const values = SECONDARY.map((f) => f.of(row));
     const learnAll = (): void => {
       st.requests.learn(row.window_start, row.requests);
-      secondary.forEach((s, i) => (st.secondary[i] as RobustDeviation).learn(row.window_start, s.value));
+      values.forEach((v, i) => (st.secondary[i] as RobustDeviation).learn(row.window_start, v));
     };
     if (!st.requests.ready) {
       learnAll();
       return null;
     }
     const anomalous = decide(this.config.policy, main.score, row.requests);
-    if (!anomalous) learnAll();
     const features: Record<string, number> = { requests: row.requests };
     const typical: Record<string, number> = { requests: main.typical };
-    for (const s of secondary) {
-      features[s.f.name] = s.value;
-      typical[s.f.name] = s.dev.typical;
+    SECONDARY.forEach((f, i) => (features[f.name] = values[i] as number));
+    let secondary: { f: (typeof SECONDARY)[number]; value: number; dev: Deviation }[] = [];
+    if (anomalous) {
+      // Secondary baselines only explain a flagged window; scoring them for calm ones would cost
+      // a median per feature per entity per window for nothing.
+      secondary = SECONDARY.map((f, i) => ({ f, value: values[i] as number, dev: (st.secondary[i] as RobustDeviation).explain(values[i] as number) }));
+      for (const s of secondary) typical[s.f.name] = s.dev.typical;
+    } else {
+      learnAll();
     }
     return {
       verdict_id: verdictId(row.entity_type, row.entity, row.window_start, row.window_end),

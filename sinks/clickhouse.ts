@@ -68,6 +68,7 @@ export const TABLES: Record<'verdicts' | 'window_aggregates' | 'rule_events', { 
       ['reasons', 'Array(String)'],
       ['feature_names', 'Array(String)'],
       ['feature_values', 'Array(Float64)'],
+      ['typical_names', 'Array(String)'],
       ['typical_values', 'Array(Float64)'],
       ['requests', 'UInt64'],
       ['model_version', 'LC'],
@@ -175,6 +176,7 @@ const finite = (v: number | undefined): number => (v !== undefined && Number.isF
 export function verdictRow(v: Verdict): Record<string, unknown> {
   const detectorNames = Object.keys(v.detectors);
   const featureNames = Object.keys(v.features);
+  const typicalNames = Object.keys(v.typical).filter((n) => Number.isFinite(v.typical[n]));
   return {
     verdict_id: v.verdict_id,
     entity_type: v.entity_type,
@@ -188,7 +190,8 @@ export function verdictRow(v: Verdict): Record<string, unknown> {
     reasons: v.reasons,
     feature_names: featureNames,
     feature_values: featureNames.map((n) => finite(v.features[n])),
-    typical_values: featureNames.map((n) => finite(v.typical[n])),
+    typical_names: typicalNames,
+    typical_values: typicalNames.map((n) => finite(v.typical[n])),
     requests: v.requests,
     model_version: v.model_version,
     pipeline_version: v.pipeline_version,

@@ -12,6 +12,11 @@ export function pairKey(asn: number, ja4: string): string {
 
 const STATIC_ASSET = /\.(?:js|mjs|css|png|jpe?g|gif|svg|webp|avif|ico|woff2?|ttf|map)(?:\?|$)/i;
 
+/** Whether a request path is a static asset (script, style, image, font). Computed once per record. */
+export function isStaticAsset(path: string): boolean {
+  return STATIC_ASSET.test(path);
+}
+
 /**
  * The partial aggregate of one entity in one pane (one slide of event time). Panes merge
  * into windows, so per-event cost does not depend on window size / slide.
@@ -43,8 +48,8 @@ export class EntityAggregate {
   http2 = 0;
   http3 = 0;
 
-  /** Adds one request. */
-  add(r: RequestLog, type: EntityType): void {
+  /** Adds one request; `staticAsset` is {@link isStaticAsset} of its path. */
+  add(r: RequestLog, type: EntityType, staticAsset: boolean): void {
     this.requests++;
     this.ips.set(r.client_ip, (this.ips.get(r.client_ip) ?? 0) + 1);
     this.paths.add(r.path);
@@ -60,7 +65,7 @@ export class EntityAggregate {
       else if (s === 403) this.status403++;
     } else if (s >= 500 && s < 600) this.status5xx++;
     if (r.method === 'POST') this.post++;
-    if (STATIC_ASSET.test(r.path)) this.staticAssets++;
+    if (staticAsset) this.staticAssets++;
     this.bytes += r.response_bytes;
     if (r.challenge === 'ISSUED') this.challengeIssued++;
     else if (r.challenge === 'PASSED') this.challengePassed++;

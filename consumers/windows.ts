@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { RequestLog } from '../schemas/index.js';
-import { EntityAggregate, pairKey, type EntityType, type WindowAggregateRow } from './aggregates.js';
+import { EntityAggregate, isStaticAsset, pairKey, type EntityType, type WindowAggregateRow } from './aggregates.js';
 
 /** Window configuration (CONTRACTS §2). All durations in ms. */
 export const windowConfigSchema = z
@@ -149,10 +149,11 @@ export class SlidingWindows {
         const min = pane.minOffset.get(partition);
         if (min === undefined || offset < min) pane.minOffset.set(partition, offset);
       }
-      bump(pane.asn, r.asn).add(r, 'asn');
+      const staticAsset = isStaticAsset(r.path);
+      bump(pane.asn, r.asn).add(r, 'asn', staticAsset);
       if (r.ja4 !== null) {
-        bump(pane.ja4, r.ja4).add(r, 'ja4');
-        bump(pane.pair, pairKey(r.asn, r.ja4)).add(r, 'asn_ja4');
+        bump(pane.ja4, r.ja4).add(r, 'ja4', staticAsset);
+        bump(pane.pair, pairKey(r.asn, r.ja4)).add(r, 'asn_ja4', staticAsset);
       }
       this.stats.accepted++;
       accepted = true;

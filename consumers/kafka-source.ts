@@ -54,6 +54,7 @@ export class KafkaSource {
   /** Serialises batch processing and the idle timer. */
   private chain: Promise<void> = Promise.resolve();
   private failure: unknown = null;
+  private stopping = false;
   readonly stats: SourceStats = { messages: 0, decoded: 0, deadLettered: 0, commits: 0 };
   /** Becomes true once the group is joined and state is restored. */
   ready = false;
@@ -112,7 +113,9 @@ export class KafkaSource {
     await consumer.subscribe({ topics: [topic], fromBeginning: this.config.input.from_beginning });
     await consumer.run({
       autoCommit: false,
-      eachBatchAutoResolve: true,
+      // Offsets are resolved only once a batch is fully handled: a batch skipped while stopping
+      // or rebalancing is fetched again rather than passed over in memory.
+      eachBatchAutoResolve: false,
       eachBatch: (payload) => this.serial(() => this.handleBatch(payload)),
     });
     this.idleTimer = setInterval(() => {
@@ -135,8 +138,8 @@ export class KafkaSource {
     return next;
   }
 
-  private async handleBatch({ batch, heartbeat, isStale, isRunning }: EachBatchPayload): Promise<void> {
-    if (isStale() || !isRunning()) return;
+  private async handleBatch({ batch, heartbeat, isStale, isRunning, resolveOffset }: EachBatchPayload): Promise<void> {
+    if (this.stopping || isStale() || !isRunning()) return;
     const partition = batch.partition;
     await withRetry(() => this.decoder.prepare(batch.messages.map((m) => m.value)), {
       retries: 20,
@@ -171,6 +174,7 @@ export class KafkaSource {
     this.pipeline.windows.setLagging(partition, Number(batch.lastOffset()) + 1 < Number(batch.highWatermark));
     await this.deadLetter.flush();
     await this.completeWork();
+    resolveOffset(batch.lastOffset());
     await heartbeat();
   }
 
@@ -212,11 +216,13 @@ export class KafkaSource {
     this.idleTimer = null;
     const consumer = this.consumer;
     if (!consumer) return;
-    await consumer.stop();
+    this.stopping = true;
+    // Waits for the batch in hand; later batches return at once without being resolved.
     await this.serial(async () => {
       await this.pipeline.flush();
       await this.commitSafe();
     });
+    await consumer.stop();
     await consumer.disconnect();
     this.consumer = null;
   }

@@ -4,7 +4,6 @@ import { Kafka } from 'kafkajs';
 import { parseConfig } from '../config.js';
 import { infraUp, type Endpoints } from '../infra/index.js';
 import { logger } from '../logger.js';
-import type { RuleMatch } from '../schemas/index.js';
 import { Progress } from './progress.js';
 import { startService } from './service.js';
 import { parseDuration, simulateToKafka, type BurstCount } from './simulate.js';
@@ -28,13 +27,11 @@ interface FlaggedEntity {
   reasons: string[];
 }
 
-function matches(match: RuleMatch | { asn?: number; ja4?: string }, entityType: string, entity: string): boolean {
-  const [asn, ja4] = entityType === 'asn_ja4' ? entity.split('|') : entityType === 'asn' ? [entity, undefined] : [undefined, entity];
-  if (match.asn !== undefined && asn !== undefined && Number(asn) !== match.asn) return false;
-  if (match.ja4 !== undefined && ja4 !== undefined && ja4 !== match.ja4) return false;
-  if (match.asn !== undefined && asn === undefined) return false;
-  if (match.ja4 !== undefined && ja4 === undefined) return false;
-  return true;
+/** Whether an entity's traffic contains a burst sent by `match`: the pair itself, its whole ASN or its whole fingerprint. */
+function contains(entityType: string, entity: string, match: { asn?: number; ja4?: string }): boolean {
+  if (entityType === 'asn') return match.asn !== undefined && Number(entity) === match.asn;
+  if (entityType === 'ja4') return match.ja4 !== undefined && entity === match.ja4;
+  return match.asn !== undefined && match.ja4 !== undefined && entity === `${match.asn}|${match.ja4}`;
 }
 
 /**
@@ -131,7 +128,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
 
   say('\n3. Injected bursts and what was caught (latency in event time, from burst start to the end of the first flagged window):');
   for (const b of sim.bursts as BurstCount[]) {
-    const hit = flagged.filter((f) => matches(b.match, f.entity_type, f.entity));
+    const hit = flagged.filter((f) => contains(f.entity_type, f.entity, b.match));
     const first = hit.map((f) => Date.parse(`${f.first_flagged.replace(' ', 'T')}Z`)).sort((a, c) => a - c)[0];
     const status = hit.length > 0 && first !== undefined ? `DETECTED after ${Math.round((first - b.startMs) / 1000)} s` : 'missed';
     say(`   - ${b.name} (${b.kind}, ${b.requests ?? 'n/a'} requests, asn ${b.match.asn ?? '*'} / ja4 ${b.match.ja4 ?? '*'}): ${status}`);
@@ -142,9 +139,9 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     say(`   - ${f.entity_type} ${f.entity}: score ${Number(f.max_score).toFixed(3)}, ${f.windows} windows, first at ${f.first_flagged} UTC`);
     for (const r of f.reasons.slice(0, 3)) say(`       · ${r}`);
   }
-  const labelled = (f: FlaggedEntity): boolean => (sim.bursts as BurstCount[]).some((b) => b.kind === 'attack' && matches(b.match, f.entity_type, f.entity));
+  const labelled = (f: FlaggedEntity): boolean => (sim.bursts as BurstCount[]).some((b) => b.kind === 'attack' && contains(f.entity_type, f.entity, b.match));
   const falseFlags = flagged.filter((f) => !labelled(f));
-  say(`   false flags (anomalous entities not in any injected attack): ${falseFlags.length === 0 ? 'none' : falseFlags.map((f) => `${f.entity_type} ${f.entity}`).join(', ')}`);
+  say(`   false flags (anomalous entities whose traffic holds no injected attack): ${falseFlags.length === 0 ? 'none' : falseFlags.map((f) => `${f.entity_type} ${f.entity}`).join(', ')}`);
 
   say(`\n5. Rules published to Kafka topic '${config.edge_rules.topic}' (compacted; edge nodes follow it):`);
   for (const r of rules) say(`   - ${r.rule_id}: ${r.action} (${r.mode}), created ${r.created}, expires ${r.expires} UTC, ${r.upserts} upserts, ${r.deletes} deletes`);
@@ -167,6 +164,8 @@ export function demoCommand(): Command {
     .option('--seed <n>', 'random seed of the simulation', '42')
     .addHelpText('after', '\nThe services keep running afterwards; `npx burstwatch infra status` shows them, `infra down` stops them.\n')
     .action(async (o: { duration: string; rate: string; seed: string }) => {
+      // A person is reading this terminal: keep structured logs to warnings unless asked.
+      if (!process.env.BURSTWATCH_LOG_LEVEL) logger.level = 'warn';
       await runDemo({ durationMs: parseDuration(o.duration), rate: Number(o.rate), seed: Number(o.seed) });
     });
 }

@@ -63,13 +63,40 @@ export const configSchema = z
 /** Validated configuration. */
 export type Config = z.infer<typeof configSchema>;
 
+/** The keys accepted at `path` of the config (for error messages), or null if not an object there. */
+export function knownKeys(path: readonly string[]): string[] | null {
+  let node: z.core.$ZodType = configSchema;
+  const unwrap = (t: z.core.$ZodType): z.core.$ZodType => {
+    let cur = t;
+    // Defaults, prefaults, optionals and refinements wrap the object schema.
+    for (let i = 0; i < 8; i++) {
+      const def = cur._zod.def as { innerType?: z.core.$ZodType; in?: z.core.$ZodType };
+      const inner = def.innerType ?? def.in;
+      if (!inner) break;
+      cur = inner;
+    }
+    return cur;
+  };
+  for (const key of [...path, null]) {
+    node = unwrap(node);
+    const shape = (node._zod.def as { shape?: Record<string, z.core.$ZodType> }).shape;
+    if (!shape) return null;
+    if (key === null) return Object.keys(shape);
+    const next = shape[key];
+    if (!next) return null;
+    node = next;
+  }
+  return null;
+}
+
 /** Turns the first zod issue into an error naming the dotted key and what is accepted. */
 function toConfigError(error: z.ZodError): ConfigError {
   const issue = error.issues[0] as z.core.$ZodIssue;
   const path = issue.path.map(String);
   if (issue.code === 'unrecognized_keys') {
     const keys = (issue as { keys: string[] }).keys;
-    return new ConfigError([...path, keys[0] ?? '?'].join('.'), `unknown key (known here: see docs or --help); ${issue.message}`);
+    const known = knownKeys(path);
+    return new ConfigError([...path, keys[0] ?? '?'].join('.'), `unknown key${known ? `; accepted here: ${known.join(', ')}` : ''}`);
   }
   return new ConfigError(path.join('.') || '(root)', issue.message);
 }

@@ -1,0 +1,51 @@
+/**
+ * burstwatch as a library (CONTRACTS §6). The same stages the CLI wires together, for scripts
+ * that want to embed them.
+ */
+export { BurstwatchError, ConfigError, DecodeError, InfraError, SinkError, withRetry, type DecodeReason } from './errors.js';
+export { configSchema, loadConfig, parseConfig, type Config } from './config.js';
+export { Pipeline, packageVersion, type PipelineTotals } from './pipeline.js';
+
+export {
+  requestLogType,
+  edgeRuleType,
+  edgeRuleFromAvro,
+  edgeRuleToAvro,
+  type RequestLog,
+  type EdgeRule,
+  type RuleMatch,
+  type RuleAction,
+  type RuleMode,
+  type ChallengeOutcome,
+} from './schemas/index.js';
+export {
+  RequestLogDecoder,
+  detectEncoding,
+  encodeConfluent,
+  encodePlain,
+  encodeSingleObject,
+  validateRequestLog,
+  WIRE_ENCODINGS,
+  type WireEncoding,
+  type DecoderOptions,
+} from './schemas/codec.js';
+export { fingerprintBytes, fingerprintHex, rabin64 } from './schemas/fingerprint.js';
+export { SchemaRegistryClient, RegistryUnavailableError, type RegistryOptions } from './schemas/registry.js';
+
+export { SlidingWindows, windowConfigSchema, type ClosedWindow, type WindowConfig } from './consumers/windows.js';
+export { ENTITY_TYPES, pairKey, type EntityType, type WindowAggregateRow } from './consumers/aggregates.js';
+
+export { createUnivariateDetector, univariateDetectorNames, RobustDeviation, type UnivariateDetector } from './detectors/index.js';
+export { EntityScorer, entityScorerSchema } from './detectors/entity-scorer.js';
+export { decide, decisionPolicySchema, type DecisionPolicy } from './detectors/policy.js';
+export { verdictId, type Verdict } from './detectors/verdict.js';
+
+export { RuleLifecycle, ruleLifecycleSchema, matchOf, ruleIdOf, ruleChangeLine, type RuleChange } from './rules/lifecycle.js';
+
+export type { PipelineSink } from './sinks/sink.js';
+export { ClickHouseSink, clickhouseConfigSchema } from './sinks/clickhouse.js';
+export { EdgeRuleSink, edgeRulesConfigSchema } from './sinks/edge-rules.js';
+export { NdjsonSink } from './sinks/ndjson.js';
+
+export { replay, type ReplayOptions, type ReplaySummary } from './cli/replay.js';
+export { startService, type Service } from './cli/service.js';

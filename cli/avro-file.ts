@@ -2,13 +2,58 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { pipeline } from 'node:stream/promises';
 import { pipeline as pipelineCb } from 'node:stream';
+import { crc32 } from 'node:zlib';
 import avro from 'avsc';
+import { decompress as zstdDecompress } from 'fzstd';
+import snappy from 'snappyjs';
 import { requestLogType, type RequestLog } from '../schemas/index.js';
+
+type Codec = (buf: Buffer, cb: (err: Error | null, out?: Buffer) => void) => void;
+
+/**
+ * Avro's `snappy` codec: raw snappy block followed by the big-endian CRC32 of the uncompressed
+ * data (Avro spec, "Object Container Files"). avsc ships only `null` and `deflate`; Java and
+ * Python writers often use snappy or zstandard, so a replay of "any .avro file" needs them.
+ * snappyjs and fzstd are pure JavaScript, so nothing native has to build on the user's machine.
+ */
+const snappyDecode: Codec = (buf, cb) => {
+  try {
+    const out = Buffer.from(snappy.uncompress(buf.subarray(0, buf.length - 4)));
+    const expected = buf.readUInt32BE(buf.length - 4);
+    if (crc32(out) !== expected) throw new Error('snappy block checksum mismatch');
+    cb(null, out);
+  } catch (err) {
+    cb(err as Error);
+  }
+};
+
+const snappyEncode: Codec = (buf, cb) => {
+  try {
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(buf));
+    cb(null, Buffer.concat([Buffer.from(snappy.compress(buf)), crc]));
+  } catch (err) {
+    cb(err as Error);
+  }
+};
+
+const zstandardDecode: Codec = (buf, cb) => {
+  try {
+    cb(null, Buffer.from(zstdDecompress(buf)));
+  } catch (err) {
+    cb(err as Error);
+  }
+};
+
+/** Block codecs read: null, deflate (avsc's own), snappy and zstandard. */
+const READ_CODECS = { ...avro.streams.BlockDecoder.defaultCodecs(), snappy: snappyDecode, zstandard: zstandardDecode };
+/** Block codecs written: null, deflate and snappy. */
+const WRITE_CODECS = { ...avro.streams.BlockEncoder.defaultCodecs(), snappy: snappyEncode };
 
 /** Options of {@link writeAvroFile}. */
 export interface WriteAvroFileOptions {
   /** Block compression of the container file. Default `deflate`. */
-  codec?: 'null' | 'deflate';
+  codec?: 'null' | 'deflate' | 'snappy';
   /** Called with the number of records written so far, every 10 000 records and once at the end. */
   onProgress?: (n: number) => void;
 }
@@ -30,7 +75,7 @@ export async function writeAvroFile(
   logs: AsyncIterable<RequestLog> | Iterable<RequestLog>,
   opts: WriteAvroFileOptions = {},
 ): Promise<number> {
-  const encoder = new avro.streams.BlockEncoder(requestLogType, { codec: opts.codec ?? 'deflate' });
+  const encoder = new avro.streams.BlockEncoder(requestLogType, { codec: opts.codec ?? 'deflate', codecs: WRITE_CODECS });
   // A 1 MiB file buffer lets encoding run ahead of the disk instead of waiting on every block.
   const done = pipeline(encoder, createWriteStream(path, { highWaterMark: 1 << 20 }));
   // Handled here so an early failure is not an unhandled rejection; awaited below.
@@ -67,12 +112,12 @@ export async function writeAvroFile(
 /**
  * Reads the request logs of an Avro object container file, resolving the file's writer
  * schema to ours (`avro.createFileDecoder` with `readerSchema`): fields the writer lacked
- * take their defaults (`ja4` null, `challenge` NONE). Read errors (missing file, corrupt
- * block) reject the iteration.
+ * take their defaults (`ja4` null, `challenge` NONE). Codecs: null, deflate, snappy and
+ * zstandard. Read errors (missing file, corrupt block, unknown codec) reject the iteration.
  */
 export async function* readAvroFile(path: string): AsyncIterable<RequestLog> {
   // Same as avsc's createFileDecoder, but a failing read stream also fails the decoder.
-  const decoder = new avro.streams.BlockDecoder({ readerSchema: requestLogType });
+  const decoder = new avro.streams.BlockDecoder({ readerSchema: requestLogType, codecs: READ_CODECS });
   pipelineCb(createReadStream(path), decoder, () => undefined);
   for await (const record of decoder) yield record as RequestLog;
 }

@@ -53,7 +53,7 @@ export interface FileSimulationOptions extends SimulationOptions {
   /** Path of the Avro object container file to write. */
   out: string;
   /** Block compression. Default `deflate`. */
-  codec?: 'null' | 'deflate';
+  codec?: 'null' | 'deflate' | 'snappy';
 }
 
 /** Options of {@link simulateToKafka}. */
@@ -391,7 +391,7 @@ interface CliOptions {
   jitter: number;
   scenario?: string[];
   labels?: string;
-  codec: 'null' | 'deflate';
+  codec: 'null' | 'deflate' | 'snappy';
 }
 
 /** Progress on stderr: a bar on a terminal, otherwise a log line every 10% of the run. */
@@ -482,7 +482,7 @@ export function simulateCommand(): Command {
       new Option('--scenario <names...>', `scenarios to inject: ${SCENARIO_NAMES.join(', ')}, or none`).default(undefined, DEFAULT_SCENARIOS.join(' ')),
     )
     .addOption(new Option('--labels <file.json>', 'write the ground truth here (default for files: <out>.labels.json)'))
-    .addOption(new Option('--codec <codec>', 'Avro block compression (files)').choices(['null', 'deflate']).default('deflate').conflicts('topic'))
+    .addOption(new Option('--codec <codec>', 'Avro block compression (files)').choices(['null', 'deflate', 'snappy']).default('deflate').conflicts('topic'))
     .addHelpText(
       'after',
       `\nScenarios:\n${SCENARIO_NAMES.map((n) => `  ${n.padEnd(20)} ${SCENARIOS[n].description}`).join('\n')}\n`,

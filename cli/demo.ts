@@ -164,8 +164,8 @@ export function demoCommand(): Command {
     .option('--seed <n>', 'random seed of the simulation', '42')
     .addHelpText('after', '\nThe services keep running afterwards; `npx burstwatch infra status` shows them, `infra down` stops them.\n')
     .action(async (o: { duration: string; rate: string; seed: string }) => {
-      // A person is reading this terminal: keep structured logs to warnings unless asked.
-      if (!process.env.BURSTWATCH_LOG_LEVEL) logger.level = 'warn';
+      // A person is reading this terminal: keep structured logs to errors unless asked.
+      if (!process.env.BURSTWATCH_LOG_LEVEL) logger.level = 'error';
       await runDemo({ durationMs: parseDuration(o.duration), rate: Number(o.rate), seed: Number(o.seed) });
     });
 }

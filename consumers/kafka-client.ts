@@ -51,7 +51,11 @@ export function createKafka(settings: KafkaSettings): Kafka {
     logLevel: logLevel.WARN,
     logCreator: () => ({ namespace, level, log }) => {
       const { message, ...extra } = log;
-      logger[levelNames[level] ?? 'info']({ kafkajs: namespace, ...extra }, message);
+      // kafkajs logs every error *response* at ERROR in its Connection layer, including
+      // retriable ones it then retries (e.g. a coordinator still loading). A failure that
+      // matters reaches the caller as an exception, so these are warnings here.
+      const name = namespace === 'Connection' && level === logLevel.ERROR ? 'warn' : (levelNames[level] ?? 'info');
+      logger[name]({ kafkajs: namespace, ...extra }, message);
     },
   };
   if (settings.ssl === true) config.ssl = true;

@@ -26,6 +26,8 @@ describe('backbone on real Kafka, ClickHouse and schema registry', () => {
   const garbage: { key: string; value: Buffer | null; reason: string }[] = [];
   let service: Service;
   let produced = 0;
+  const metricsPort = 20_000 + Math.floor(Math.random() * 10_000);
+  const scraped: { metrics: string; healthz: number; readyz: number } = { metrics: '', healthz: 0, readyz: 0 };
 
   beforeAll(async () => {
     const registry = new SchemaRegistryClient({ url: localEndpoints.schemaRegistryUrl });
@@ -65,7 +67,7 @@ describe('backbone on real Kafka, ClickHouse and schema registry', () => {
       clickhouse: { url: localEndpoints.clickhouseUrl, database },
       windows: { idle_partition_ms: 2_000, idle_flush_ms: 2_000 },
       scorer: { robust_deviation: { history: 30, warmup: 12, noise_floor: 'poisson' } },
-      metrics: { port: 0 },
+      metrics: { port: metricsPort },
     });
     service = await startService(config);
     const until = Date.now() + 120_000;
@@ -74,6 +76,10 @@ describe('backbone on real Kafka, ClickHouse and schema registry', () => {
       if (service.source.stats.messages >= produced && w.openPanes === 0 && !w.hasReady()) break;
       await new Promise((r) => setTimeout(r, 250));
     }
+    const base = `http://127.0.0.1:${metricsPort}`;
+    scraped.metrics = await (await fetch(`${base}/metrics`)).text();
+    scraped.healthz = (await fetch(`${base}/healthz`)).status;
+    scraped.readyz = (await fetch(`${base}/readyz`)).status;
     await service.stop();
   });
 
@@ -140,6 +146,18 @@ describe('backbone on real Kafka, ClickHouse and schema registry', () => {
     expect(rule.expires_at).toBeGreaterThan(rule.created_at);
     // The pair covers the burst: no rule for the whole ASN or the whole fingerprint.
     expect(messages.some((m) => m.key === 'asn:64512' || m.key === `ja4:${JA4_BOT}`)).toBe(false);
+  });
+
+  it('served Prometheus metrics that agree with what happened, and health endpoints', () => {
+    expect(scraped.healthz).toBe(200);
+    expect(scraped.readyz).toBe(200);
+    const value = (line: string): number => Number(scraped.metrics.split('\n').find((l) => l.startsWith(line))?.split(' ').at(-1));
+    expect(value('burstwatch_messages_total ')).toBe(produced);
+    expect(value('burstwatch_records_decoded_total ')).toBe(logs.length);
+    expect(value('burstwatch_decode_errors_total{reason="empty"}')).toBe(2);
+    expect(value('burstwatch_decode_errors_total{reason="unknown_schema_id"}')).toBe(1);
+    expect(value('burstwatch_windows_closed_total ')).toBe(service.pipeline.windows.stats.windowsClosed);
+    expect(value('burstwatch_rules_active ')).toBeGreaterThan(0);
   });
 
   it('committed every offset, with the emitted-window horizon in the metadata', async () => {

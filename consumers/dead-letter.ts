@@ -1,7 +1,6 @@
 import type { IHeaders, Kafka, Producer } from 'kafkajs';
 import { z } from 'zod';
-import { withRetry } from '../errors.js';
-import { ensureTopic } from '../sinks/edge-rules.js';
+import { sendAcked, topicProducer } from './kafka-client.js';
 
 /** Dead-letter topic settings. */
 export const deadLetterConfigSchema = z
@@ -60,20 +59,12 @@ export class DeadLetterSink {
   ) {}
 
   async connect(): Promise<void> {
-    const admin = this.kafka.admin();
-    await admin.connect();
-    try {
-      await ensureTopic(admin, {
-        topic: this.settings.topic,
-        partitions: this.settings.partitions,
-        replicationFactor: this.settings.replication_factor,
-        configs: { 'cleanup.policy': 'delete', 'retention.ms': String(this.settings.retention_ms) },
-      });
-    } finally {
-      await admin.disconnect();
-    }
-    this.producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
-    await this.producer.connect();
+    this.producer = await topicProducer(this.kafka, {
+      topic: this.settings.topic,
+      partitions: this.settings.partitions,
+      replicationFactor: this.settings.replication_factor,
+      configs: { 'cleanup.policy': 'delete', 'retention.ms': String(this.settings.retention_ms) },
+    });
   }
 
   /** Queues a dead letter; it is sent by {@link flush}. */
@@ -85,7 +76,6 @@ export class DeadLetterSink {
   /** Sends everything queued and waits for the brokers to acknowledge it. */
   async flush(): Promise<void> {
     if (this.pending.length === 0 || !this.producer) return;
-    const producer = this.producer;
     const messages = this.pending.map((d) => ({
       key: d.key,
       value: d.value,
@@ -99,10 +89,7 @@ export class DeadLetterSink {
         [DLQ_HEADERS.timestamp]: d.timestamp,
       },
     }));
-    await withRetry(() => producer.send({ topic: this.settings.topic, acks: -1, messages }), {
-      retries: 8,
-      isRetriable: (err) => (err as { retriable?: boolean }).retriable === true,
-    });
+    await sendAcked(this.producer, this.settings.topic, messages);
     this.pending = [];
   }
 

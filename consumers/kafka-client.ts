@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { Kafka, logLevel, type KafkaConfig, type SASLOptions } from 'kafkajs';
+import { Kafka, logLevel, type Admin, type KafkaConfig, type Message, type Producer, type SASLOptions } from 'kafkajs';
 import { z } from 'zod';
+import { BurstwatchError, withRetry } from '../errors.js';
 import { logger } from '../logger.js';
 
 /** Kafka connection settings, shared by the consumer, the dead-letter and the edge-rule producers. */
@@ -75,4 +76,75 @@ export function createKafka(settings: KafkaSettings): Kafka {
     config.sasl = { mechanism: settings.sasl.mechanism, username: settings.sasl.username, password } as SASLOptions;
   }
   return new Kafka(config);
+}
+
+/**
+ * Creates `topic` with the given configs if it is missing; if it exists, checks that
+ * `cleanup.policy` matches and fails loudly otherwise (an operator's topic is not altered silently).
+ */
+export async function ensureTopic(admin: Admin, spec: TopicSpec): Promise<void> {
+  const existing = await admin.listTopics();
+  if (!existing.includes(spec.topic)) {
+    try {
+      await admin.createTopics({
+        waitForLeaders: true,
+        topics: [
+          {
+            topic: spec.topic,
+            numPartitions: spec.partitions,
+            replicationFactor: spec.replicationFactor,
+            configEntries: Object.entries(spec.configs).map(([name, value]) => ({ name, value })),
+          },
+        ],
+      });
+      logger.info({ topic: spec.topic, configs: spec.configs }, 'topic created');
+    } catch (err) {
+      // Another member may have created it at the same moment.
+      if (!(err as { type?: string }).type?.includes('TOPIC_ALREADY_EXISTS')) throw err;
+    }
+    return;
+  }
+  const wanted = spec.configs['cleanup.policy'];
+  if (!wanted) return;
+  const res = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2 /* TOPIC */, name: spec.topic, configNames: ['cleanup.policy'] }] });
+  const actual = res.resources[0]?.configEntries.find((e) => e.configName === 'cleanup.policy')?.configValue ?? '';
+  if (!actual.split(',').includes(wanted)) {
+    throw new BurstwatchError(
+      `topic ${spec.topic} has cleanup.policy=${actual}, but it must include ${wanted}; fix it with ` +
+        `kafka-configs --alter --entity-type topics --entity-name ${spec.topic} --add-config cleanup.policy=${wanted}`,
+    );
+  }
+}
+
+/** What {@link topicProducer} needs to know of the topic it writes. */
+export interface TopicSpec {
+  topic: string;
+  partitions: number;
+  replicationFactor: number;
+  configs: Record<string, string>;
+}
+
+/**
+ * Makes sure `spec.topic` exists with its configs ({@link ensureTopic}), then returns a connected
+ * idempotent producer with one request in flight, so each key's messages stay in order.
+ */
+export async function topicProducer(kafka: Kafka, spec: TopicSpec): Promise<Producer> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await ensureTopic(admin, spec);
+  } finally {
+    await admin.disconnect();
+  }
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+  await producer.connect();
+  return producer;
+}
+
+/** Sends `messages` and resolves once every in-sync replica has them; retries what kafkajs marks retriable. */
+export async function sendAcked(producer: Producer, topic: string, messages: Message[]): Promise<void> {
+  await withRetry(() => producer.send({ topic, acks: -1, messages }), {
+    retries: 8,
+    isRetriable: (err) => (err as { retriable?: boolean }).retriable === true,
+  });
 }

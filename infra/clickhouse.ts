@@ -16,7 +16,6 @@ import { serviceDir } from './paths.js';
 import {
   assertPortsFree,
   ownedPid,
-  portInUse,
   readText,
   removeFile,
   spawnDetached,
@@ -25,8 +24,7 @@ import {
   watchExit,
   which,
   writePidFile,
-  type Progress,
-} from './processes.js';
+  type Progress, describeService } from './processes.js';
 
 /** Default time to wait for a started server to answer `SELECT version()`, ms. */
 export const CLICKHOUSE_READY_TIMEOUT_MS = 60_000;
@@ -102,19 +100,7 @@ export async function clickhouseStatus(ports: LocalPorts): Promise<ServiceStatus
   const wanted = `http://${LOCAL_HOST}:${ports.clickhouseHttp}`;
   const endpoint = (pid !== undefined ? readText(paths.endpointFile) : undefined) ?? wanted;
   const version = pid !== undefined ? await clickhouseVersion(endpoint) : undefined;
-  const status: ServiceStatus = {
-    name: 'clickhouse',
-    running: pid !== undefined,
-    ready: version !== undefined,
-    endpoint,
-    logFile: paths.logFile,
-  };
-  if (pid !== undefined) status.pid = pid;
-  if (version !== undefined) status.version = version;
-  if (pid === undefined && (await portInUse(ports.clickhouseHttp))) {
-    status.note = `port ${ports.clickhouseHttp} is held by a process burstwatch infra did not start`;
-  }
-  return status;
+  return describeService({ name: 'clickhouse', pid, endpoint, ready: version !== undefined, version, logFile: paths.logFile, port: ports.clickhouseHttp });
 }
 
 /**

@@ -17,7 +17,6 @@ import { packageRoot, serviceDir } from './paths.js';
 import {
   assertPortsFree,
   ownedPid,
-  portInUse,
   readText,
   removeFile,
   run,
@@ -27,8 +26,7 @@ import {
   watchExit,
   which,
   writePidFile,
-  type Progress,
-} from './processes.js';
+  type Progress, describeService } from './processes.js';
 
 /** Kafka release run by `infra` (must match infra/kafka/pom.xml). */
 export const KAFKA_VERSION = '3.9.1';
@@ -110,20 +108,8 @@ export async function kafkaStatus(ports: LocalPorts): Promise<ServiceStatus> {
   const pid = ownedPid(paths.pidFile, markers(paths));
   const wanted = `${LOCAL_HOST}:${ports.kafka}`;
   const endpoint = (pid !== undefined ? readText(paths.endpointFile) : undefined) ?? wanted;
-  const status: ServiceStatus = {
-    name: 'kafka',
-    running: pid !== undefined,
-    ready: pid !== undefined && (await kafkaReady([endpoint])),
-    endpoint,
-    logFile: paths.logFile,
-  };
-  if (pid !== undefined) status.pid = pid;
-  const version = installedVersion(paths);
-  if (version !== undefined) status.version = version;
-  if (pid === undefined && (await portInUse(ports.kafka))) {
-    status.note = `port ${ports.kafka} is held by a process burstwatch infra did not start`;
-  }
-  return status;
+  const ready = pid !== undefined && (await kafkaReady([endpoint]));
+  return describeService({ name: 'kafka', pid, endpoint, ready, version: installedVersion(paths), logFile: paths.logFile, port: ports.kafka });
 }
 
 /**

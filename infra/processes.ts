@@ -14,6 +14,7 @@ import {
 import { connect } from 'node:net';
 import { delimiter, join } from 'node:path';
 import { InfraError } from '../errors.js';
+import type { ServiceName, ServiceStatus } from './endpoints.js';
 
 /** Receives one human-readable progress line (no trailing newline). */
 export type Progress = (message: string) => void;
@@ -319,4 +320,26 @@ export async function waitReady<T>(options: {
     }
     await sleep(options.intervalMs ?? 500);
   }
+}
+
+/**
+ * Assembles what `infra status` shows of one service: `running` when a process we started is
+ * alive, `ready` when it answers, and a note when a process we did not start holds its port.
+ */
+export async function describeService(s: {
+  name: ServiceName;
+  pid: number | undefined;
+  endpoint: string;
+  ready: boolean;
+  version: string | undefined;
+  logFile: string;
+  port: number;
+}): Promise<ServiceStatus> {
+  const status: ServiceStatus = { name: s.name, running: s.pid !== undefined, ready: s.ready, endpoint: s.endpoint, logFile: s.logFile };
+  if (s.pid !== undefined) status.pid = s.pid;
+  if (s.version !== undefined) status.version = s.version;
+  if (s.pid === undefined && (await portInUse(s.port))) {
+    status.note = `port ${s.port} is held by a process burstwatch infra did not start`;
+  }
+  return status;
 }

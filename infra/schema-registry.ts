@@ -24,6 +24,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import avro from 'avsc';
 import { Kafka, logLevel, Partitioners, type Consumer, type logCreator, type Producer } from 'kafkajs';
+import { ensureTopic } from '../consumers/kafka-client.js';
 import { InfraError, errorMessage } from '../errors.js';
 import { logger, type Logger } from '../logger.js';
 import { LOCAL_HOST, type LocalPorts, type ServiceStatus } from './endpoints.js';
@@ -31,7 +32,6 @@ import { packageRoot, packageVersion, serviceDir } from './paths.js';
 import {
   assertPortsFree,
   ownedPid,
-  portInUse,
   readText,
   removeFile,
   spawnDetached,
@@ -39,8 +39,7 @@ import {
   waitReady,
   watchExit,
   writePidFile,
-  type Progress,
-} from './processes.js';
+  type Progress, describeService } from './processes.js';
 
 /** Media type of every response, as Confluent sends it. */
 export const REGISTRY_CONTENT_TYPE = 'application/vnd.schemaregistry.v1+json';
@@ -364,23 +363,10 @@ export class SchemaRegistryServer {
     const admin = this.kafka.admin();
     await admin.connect();
     try {
-      // Checked first because kafkajs logs an existing topic as a CreateTopics error.
-      if ((await admin.listTopics()).includes(this.topic)) return;
-      const cluster = await admin.describeCluster();
       // Three replicas like Confluent's default when the cluster has them; one on a single broker.
-      const replicationFactor = Math.min(3, cluster.brokers.length);
-      const created = await admin.createTopics({
-        waitForLeaders: true,
-        topics: [
-          {
-            topic: this.topic,
-            numPartitions: 1, // one partition: the records' order is the registry's history
-            replicationFactor,
-            configEntries: [{ name: 'cleanup.policy', value: 'compact' }],
-          },
-        ],
-      });
-      if (created) this.log.info({ topic: this.topic, replicationFactor }, 'created schemas topic');
+      const replicationFactor = Math.min(3, (await admin.describeCluster()).brokers.length);
+      // One partition: the records' order is the registry's history.
+      await ensureTopic(admin, { topic: this.topic, partitions: 1, replicationFactor, configs: { 'cleanup.policy': 'compact' } });
     } finally {
       await admin.disconnect();
     }
@@ -742,19 +728,7 @@ export async function registryStatus(ports: LocalPorts): Promise<ServiceStatus> 
   const wanted = `http://${LOCAL_HOST}:${ports.registry}`;
   const endpoint = (pid !== undefined ? readText(paths.endpointFile) : undefined) ?? wanted;
   const version = pid !== undefined ? await registryVersionAt(endpoint) : undefined;
-  const status: ServiceStatus = {
-    name: 'registry',
-    running: pid !== undefined,
-    ready: version !== undefined,
-    endpoint,
-    logFile: paths.logFile,
-  };
-  if (pid !== undefined) status.pid = pid;
-  if (version !== undefined) status.version = version;
-  if (pid === undefined && (await portInUse(ports.registry))) {
-    status.note = `port ${ports.registry} is held by a process burstwatch infra did not start`;
-  }
-  return status;
+  return describeService({ name: 'registry', pid, endpoint, ready: version !== undefined, version, logFile: paths.logFile, port: ports.registry });
 }
 
 /**

@@ -1,7 +1,7 @@
-import type { Admin, Kafka, Producer } from 'kafkajs';
+import type { Kafka, Producer } from 'kafkajs';
 import { z } from 'zod';
-import { BurstwatchError, withRetry } from '../errors.js';
-import { logger } from '../logger.js';
+import { sendAcked, topicProducer } from '../consumers/kafka-client.js';
+import { BurstwatchError } from '../errors.js';
 import type { RuleChange } from '../rules/lifecycle.js';
 import { encodeSingleObject } from '../schemas/codec.js';
 import { edgeRuleToAvro, edgeRuleType } from '../schemas/index.js';
@@ -27,47 +27,6 @@ export const edgeRulesConfigSchema = z
 export type EdgeRulesSettings = z.infer<typeof edgeRulesConfigSchema>;
 
 /**
- * Creates `topic` with the given configs if it is missing; if it exists, checks that
- * `cleanup.policy` matches and fails loudly otherwise (an operator's topic is not altered silently).
- */
-export async function ensureTopic(
-  admin: Admin,
-  spec: { topic: string; partitions: number; replicationFactor: number; configs: Record<string, string> },
-): Promise<void> {
-  const existing = await admin.listTopics();
-  if (!existing.includes(spec.topic)) {
-    try {
-      await admin.createTopics({
-        waitForLeaders: true,
-        topics: [
-          {
-            topic: spec.topic,
-            numPartitions: spec.partitions,
-            replicationFactor: spec.replicationFactor,
-            configEntries: Object.entries(spec.configs).map(([name, value]) => ({ name, value })),
-          },
-        ],
-      });
-      logger.info({ topic: spec.topic, configs: spec.configs }, 'topic created');
-    } catch (err) {
-      // Another member may have created it at the same moment.
-      if (!(err as { type?: string }).type?.includes('TOPIC_ALREADY_EXISTS')) throw err;
-    }
-    return;
-  }
-  const wanted = spec.configs['cleanup.policy'];
-  if (!wanted) return;
-  const res = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2 /* TOPIC */, name: spec.topic, configNames: ['cleanup.policy'] }] });
-  const actual = res.resources[0]?.configEntries.find((e) => e.configName === 'cleanup.policy')?.configValue ?? '';
-  if (!actual.split(',').includes(wanted)) {
-    throw new BurstwatchError(
-      `topic ${spec.topic} has cleanup.policy=${actual}, but it must include ${wanted}; fix it with ` +
-        `kafka-configs --alter --entity-type topics --entity-name ${spec.topic} --add-config cleanup.policy=${wanted}`,
-    );
-  }
-}
-
-/**
  * Publishes rule changes to the compacted edge-rule topic: key = rule id, value = the rule in
  * Avro single-object encoding, tombstone (null value) on delete. The producer is idempotent
  * with one request in flight, so a key's updates stay in order; re-publishing the same change
@@ -86,25 +45,17 @@ export class EdgeRuleSink implements PipelineSink {
   ) {}
 
   async connect(): Promise<void> {
-    const admin = this.kafka.admin();
-    await admin.connect();
-    try {
-      await ensureTopic(admin, {
-        topic: this.settings.topic,
-        partitions: this.settings.partitions,
-        replicationFactor: this.settings.replication_factor,
-        configs: {
-          'cleanup.policy': 'compact',
-          'delete.retention.ms': String(this.settings.delete_retention_ms),
-          'segment.ms': String(this.settings.segment_ms),
-          'min.cleanable.dirty.ratio': '0.1',
-        },
-      });
-    } finally {
-      await admin.disconnect();
-    }
-    this.producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
-    await this.producer.connect();
+    this.producer = await topicProducer(this.kafka, {
+      topic: this.settings.topic,
+      partitions: this.settings.partitions,
+      replicationFactor: this.settings.replication_factor,
+      configs: {
+        'cleanup.policy': 'compact',
+        'delete.retention.ms': String(this.settings.delete_retention_ms),
+        'segment.ms': String(this.settings.segment_ms),
+        'min.cleanable.dirty.ratio': '0.1',
+      },
+    });
   }
 
   async writeRuleChanges(changes: readonly RuleChange[]): Promise<void> {
@@ -120,12 +71,8 @@ export class EdgeRuleSink implements PipelineSink {
   async flush(): Promise<void> {
     if (this.pending.length === 0) return;
     if (!this.producer) throw new BurstwatchError('edge-rule sink used before connect()');
-    const producer = this.producer;
     const messages = this.pending;
-    await withRetry(() => producer.send({ topic: this.settings.topic, acks: -1, messages }), {
-      retries: 8,
-      isRetriable: (err) => (err as { retriable?: boolean }).retriable === true,
-    });
+    await sendAcked(this.producer, this.settings.topic, messages);
     this.published += messages.length;
     this.pending = [];
   }

@@ -24,7 +24,7 @@ import {
   watchExit,
   which,
   writePidFile,
-  type Progress, describeService } from './processes.js';
+  type Progress, describeService, resumeRunning } from './processes.js';
 
 /** Default time to wait for a started server to answer `SELECT version()`, ms. */
 export const CLICKHOUSE_READY_TIMEOUT_MS = 60_000;
@@ -118,24 +118,16 @@ export async function startClickHouse(options: {
   const paths = clickhousePaths();
   const url = `http://${LOCAL_HOST}:${ports.clickhouseHttp}`;
   const current = await clickhouseStatus(ports);
-  if (current.running) {
-    if (current.endpoint !== url) {
-      throw new InfraError(
-        `clickhouse already runs on ${current.endpoint} (pid ${current.pid}), not on the requested ${url}; ` +
-          'run `burstwatch infra down` first to restart it on the new port',
-      );
-    }
-    if (current.ready) return current;
-    say('clickhouse: started earlier, waiting until it answers');
-    await waitReady({
-      what: 'clickhouse',
-      probe: () => clickhouseVersion(url),
-      timeoutMs: options.timeoutMs ?? CLICKHOUSE_READY_TIMEOUT_MS,
-      logFiles: [paths.errorLog, paths.consoleLog],
-      onProgress: say,
-    });
-    return clickhouseStatus(ports);
-  }
+  const resumed = await resumeRunning({
+    current,
+    wanted: url,
+    probe: () => clickhouseVersion(url),
+    status: () => clickhouseStatus(ports),
+    timeoutMs: options.timeoutMs ?? CLICKHOUSE_READY_TIMEOUT_MS,
+    logFiles: [paths.errorLog, paths.consoleLog],
+    onProgress: say,
+  });
+  if (resumed) return resumed;
 
   await assertPortsFree(
     [

@@ -26,7 +26,7 @@ import {
   watchExit,
   which,
   writePidFile,
-  type Progress, describeService } from './processes.js';
+  type Progress, describeService, resumeRunning } from './processes.js';
 
 /** Kafka release run by `infra` (must match infra/kafka/pom.xml). */
 export const KAFKA_VERSION = '3.9.1';
@@ -127,24 +127,16 @@ export async function startKafka(options: {
   const paths = kafkaPaths();
   const brokers = [`${LOCAL_HOST}:${ports.kafka}`];
   const current = await kafkaStatus(ports);
-  if (current.running) {
-    if (current.endpoint !== brokers[0]) {
-      throw new InfraError(
-        `kafka already runs on ${current.endpoint} (pid ${current.pid}), not on the requested ${brokers[0]}; ` +
-          'run `burstwatch infra down` first to restart it on the new port',
-      );
-    }
-    if (current.ready) return current;
-    say('kafka: started earlier, waiting until it answers');
-    await waitReady({
-      what: 'kafka',
-      probe: async () => ((await kafkaReady(brokers)) ? true : undefined),
-      timeoutMs: options.timeoutMs ?? KAFKA_READY_TIMEOUT_MS,
-      logFiles: [paths.logFile, paths.consoleLog],
-      onProgress: say,
-    });
-    return kafkaStatus(ports);
-  }
+  const resumed = await resumeRunning({
+    current,
+    wanted: brokers[0] as string,
+    probe: () => kafkaReady(brokers),
+    status: () => kafkaStatus(ports),
+    timeoutMs: options.timeoutMs ?? KAFKA_READY_TIMEOUT_MS,
+    logFiles: [paths.logFile, paths.consoleLog],
+    onProgress: say,
+  });
+  if (resumed) return resumed;
 
   await assertPortsFree(
     [

@@ -343,3 +343,37 @@ export async function describeService(s: {
   }
   return status;
 }
+
+/**
+ * When a service we started earlier is still running: fails if it listens elsewhere than
+ * `wanted`, else waits until it answers and returns its fresh status. Returns null when it is
+ * not running, so the caller starts it.
+ */
+export async function resumeRunning(options: {
+  current: ServiceStatus;
+  wanted: string;
+  probe: () => Promise<unknown>;
+  status: () => Promise<ServiceStatus>;
+  timeoutMs: number;
+  logFiles: string[];
+  onProgress: Progress;
+}): Promise<ServiceStatus | null> {
+  const { current, wanted } = options;
+  if (!current.running) return null;
+  if (current.endpoint !== wanted) {
+    throw new InfraError(
+      `${current.name} already runs on ${current.endpoint} (pid ${current.pid}), not on the requested ${wanted}; ` +
+        'run `burstwatch infra down` first to restart it on the new port',
+    );
+  }
+  if (current.ready) return current;
+  options.onProgress(`${current.name}: started earlier, waiting until it answers`);
+  await waitReady({
+    what: current.name,
+    probe: async () => ((await options.probe()) ? true : undefined),
+    timeoutMs: options.timeoutMs,
+    logFiles: options.logFiles,
+    onProgress: options.onProgress,
+  });
+  return options.status();
+}

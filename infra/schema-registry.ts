@@ -39,7 +39,7 @@ import {
   waitReady,
   watchExit,
   writePidFile,
-  type Progress, describeService } from './processes.js';
+  type Progress, describeService, resumeRunning } from './processes.js';
 
 /** Media type of every response, as Confluent sends it. */
 export const REGISTRY_CONTENT_TYPE = 'application/vnd.schemaregistry.v1+json';
@@ -746,24 +746,16 @@ export async function startRegistry(options: {
   const paths = registryPaths();
   const url = `http://${LOCAL_HOST}:${ports.registry}`;
   const current = await registryStatus(ports);
-  if (current.running) {
-    if (current.endpoint !== url) {
-      throw new InfraError(
-        `registry already runs on ${current.endpoint} (pid ${current.pid}), not on the requested ${url}; ` +
-          'run `burstwatch infra down` first to restart it on the new port',
-      );
-    }
-    if (current.ready) return current;
-    say('registry: started earlier, waiting until it answers');
-    await waitReady({
-      what: 'registry',
-      probe: () => registryVersionAt(url),
-      timeoutMs: options.timeoutMs ?? REGISTRY_READY_TIMEOUT_MS,
-      logFiles: [paths.logFile],
-      onProgress: say,
-    });
-    return registryStatus(ports);
-  }
+  const resumed = await resumeRunning({
+    current,
+    wanted: url,
+    probe: () => registryVersionAt(url),
+    status: () => registryStatus(ports),
+    timeoutMs: options.timeoutMs ?? REGISTRY_READY_TIMEOUT_MS,
+    logFiles: [paths.logFile],
+    onProgress: say,
+  });
+  if (resumed) return resumed;
 
   const main = registryMainPath();
   if (!existsSync(main)) {

@@ -59,6 +59,15 @@ function bump<K>(map: Map<K, EntityAggregate>, key: K): EntityAggregate {
   return agg;
 }
 
+/** Merges a pane's aggregates into a window's; an entity's first pane is cloned rather than merged. */
+function mergeInto<K>(window: Map<K, EntityAggregate>, pane: Map<K, EntityAggregate>): void {
+  for (const [k, a] of pane) {
+    const agg = window.get(k);
+    if (agg) agg.merge(a);
+    else window.set(k, a.clone());
+  }
+}
+
 /**
  * Event-time sliding windows per asn, ja4 and asn×ja4, built from panes (one per slide).
  * The watermark of a partition is the largest event time it has delivered; the engine's
@@ -297,9 +306,9 @@ export class SlidingWindows {
     for (let p = start; p < end; p += this.config.slide_ms) {
       const pane = this.panes.get(p);
       if (!pane) continue;
-      for (const [k, a] of pane.asn) bump(asn, k).merge(a);
-      for (const [k, a] of pane.ja4) bump(ja4, k).merge(a);
-      for (const [k, a] of pane.pair) bump(pair, k).merge(a);
+      mergeInto(asn, pane.asn);
+      mergeInto(ja4, pane.ja4);
+      mergeInto(pair, pane.pair);
     }
     const rows: WindowAggregateRow[] = [];
     const push = (type: EntityType, entries: [string, EntityAggregate][]): void => {

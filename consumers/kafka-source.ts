@@ -16,6 +16,8 @@ export interface SourceStats {
   deadLettered: number;
   /** Offset commits. */
   commits: number;
+  /** Messages delivered again after a restart or rebalance and skipped, being already in the windows. */
+  redelivered: number;
 }
 
 /** What is stored with each committed offset, so a restart does not emit closed windows again. */
@@ -57,7 +59,7 @@ export class KafkaSource {
   private chain: Promise<void> = Promise.resolve();
   private failure: unknown = null;
   private stopping = false;
-  readonly stats: SourceStats = { messages: 0, decoded: 0, deadLettered: 0, commits: 0 };
+  readonly stats: SourceStats = { messages: 0, decoded: 0, deadLettered: 0, commits: 0, redelivered: 0 };
   /** Becomes true once the group is joined and state is restored. */
   ready = false;
 
@@ -76,10 +78,14 @@ export class KafkaSource {
     const admin = this.kafka.admin();
     await admin.connect();
     try {
-      const topics = await admin.listTopics();
-      if (!topics.includes(topic)) {
-        logger.warn({ topic }, 'input topic does not exist yet; waiting for it to be created');
-      } else {
+      let warned = false;
+      while (!(await admin.listTopics()).includes(topic)) {
+        if (this.stopping) return;
+        if (!warned) logger.warn({ topic }, 'input topic does not exist yet; waiting for it to be created');
+        warned = true;
+        await new Promise((r) => setTimeout(r, 2000));
+      }
+      {
         const offsets = await admin.fetchOffsets({ groupId, topics: [topic] });
         for (const t of offsets) {
           for (const p of t.partitions) {
@@ -163,9 +169,17 @@ export class KafkaSource {
       onRetry: (err, attempt) => logger.warn({ err: (err as Error).message, attempt }, 'schema registry unavailable; retrying batch'),
     });
     const now = this.clock();
+    // After a consumer restart or a rebalance, kafkajs resumes from the committed offset, which
+    // lags behind what the open windows already hold by design. Those messages are skipped, so
+    // the in-memory state takes every record exactly once.
+    const ingested = this.pipeline.windows.lastOffsetOf(partition);
     for (const m of batch.messages) {
-      this.stats.messages++;
       const offset = Number(m.offset);
+      if (offset <= ingested) {
+        this.stats.redelivered++;
+        continue;
+      }
+      this.stats.messages++;
       try {
         const log = this.decoder.decode(m.value);
         this.pipeline.ingest(log, partition, offset, now);
@@ -230,11 +244,11 @@ export class KafkaSource {
 
   /** Stops fetching, lets the batch in hand finish, flushes the sinks, commits, disconnects. */
   async stop(): Promise<void> {
+    this.stopping = true;
     if (this.idleTimer) clearInterval(this.idleTimer);
     this.idleTimer = null;
     const consumer = this.consumer;
     if (!consumer) return;
-    this.stopping = true;
     // Waits for the batch in hand; later batches return at once without being resolved.
     await this.serial(async () => {
       await this.pipeline.flush();

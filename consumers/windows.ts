@@ -181,6 +181,11 @@ export class SlidingWindows {
     else this.lagging.delete(partition);
   }
 
+  /** Highest input offset of `partition` already taken into the windows (or dead-lettered); -1 if none. */
+  lastOffsetOf(partition: number): number {
+    return this.lastOffset.get(partition) ?? -1;
+  }
+
   /** Records that a message at `offset` was handled without reaching a window (dead-lettered). */
   markProcessed(partition: number, offset: number): void {
     const last = this.lastOffset.get(partition);

@@ -51,7 +51,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   const startMs = Math.floor((now - opts.durationMs) / 60_000) * 60_000;
 
   say(`\n1. Simulating ${Math.round(opts.durationMs / 60_000)} min of traffic at ~${opts.rate} req/s with labelled bot bursts → topic ${topic}`);
-  const simProgress = new Progress('simulate', null);
+  const simProgress = new Progress('simulate', 100, '%');
   const sim = await simulateToKafka({
     topic,
     brokers: endpoints.kafkaBrokers,
@@ -63,9 +63,9 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     durationMs: opts.durationMs,
     baseRps: opts.rate,
     scenarios: [...DEFAULT_SCENARIOS],
-    onProgress: (p) => simProgress.update(p.events),
+    onProgress: (p) => simProgress.update(Math.round(p.fraction * 100)),
   });
-  simProgress.stop(sim.events);
+  simProgress.stop(100);
   // A few messages no decoder can read: they must end up on the dead-letter topic, not be lost.
   const kafka = new Kafka({ clientId: 'burstwatch-demo', brokers: endpoints.kafkaBrokers, logLevel: 1 });
   const producer = kafka.producer();

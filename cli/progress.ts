@@ -14,7 +14,7 @@ export class Progress {
   ) {
     if (process.stderr.isTTY && total !== null) {
       this.bar = new cliProgress.SingleBar(
-        { format: `${what} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate}/s | eta {eta_formatted}`, stream: process.stderr, hideCursor: true },
+        { format: `${what} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate}/s`, stream: process.stderr, hideCursor: true },
         cliProgress.Presets.shades_classic,
       );
       this.bar.start(total, 0, { rate: 0 });

@@ -14,7 +14,11 @@ export class Progress {
   ) {
     if (process.stderr.isTTY && total !== null) {
       this.bar = new cliProgress.SingleBar(
-        { format: `${what} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate}/s`, stream: process.stderr, hideCursor: true },
+        {
+          format: unit === '%' ? `${what} [{bar}] {percentage}%` : `${what} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate}/s`,
+          stream: process.stderr,
+          hideCursor: true,
+        },
         cliProgress.Presets.shades_classic,
       );
       this.bar.start(total, 0, { rate: 0 });

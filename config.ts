@@ -30,6 +30,12 @@ export const inputConfigSchema = z
       .object({ url: z.string().url(), basic_auth_file: z.string().optional(), timeout_ms: z.number().int().positive().default(5_000) })
       .strict()
       .optional(),
+    /**
+     * Live mode: records whose event time is further than this ahead of the wall clock are
+     * dead-lettered (`future_timestamp`), so one bad clock cannot push the watermark past every
+     * open window. ms. Default 300 000.
+     */
+    max_future_ms: z.number().int().positive().default(300_000),
     /** Largest message accepted per partition fetch, bytes. Default 10 MiB. */
     max_bytes_per_partition: z.number().int().positive().default(10 * 1024 * 1024),
   })

@@ -35,7 +35,8 @@ export type DecodeReason =
   | 'incompatible_schema'
   | 'registry_unavailable'
   | 'invalid_avro'
-  | 'invalid_value';
+  | 'invalid_value'
+  | 'future_timestamp';
 
 /** A single message could not be turned into a request log. Never retriable for that message. */
 export class DecodeError extends BurstwatchError {

@@ -28,13 +28,13 @@ function payload(offsets: number[], values: (i: number) => Buffer | null = (i) =
   } as unknown as EachBatchPayload;
 }
 
-function setup() {
+function setup(nowMs = T0 + 3_600_000) {
   const rows: WindowAggregateRow[] = [];
   const sink: PipelineSink = { name: 'memory', connect: async () => undefined, flush: async () => undefined, close: async () => undefined, writeAggregates: async (r) => void rows.push(...r) };
   const pipeline = new Pipeline(parseConfig({}), [sink]);
   const letters: DeadLetter[] = [];
   const dlq = { add: (d: DeadLetter) => letters.push(d), flush: async () => undefined } as unknown as DeadLetterSink;
-  const source = new KafkaSource({} as Kafka, parseConfig({}), new RequestLogDecoder(), dlq, pipeline, () => 0);
+  const source = new KafkaSource({} as Kafka, parseConfig({}), new RequestLogDecoder(), dlq, pipeline, () => nowMs);
   const handle = (p: EachBatchPayload) => (source as unknown as { handleBatch(p: EachBatchPayload): Promise<void> }).handleBatch(p);
   return { rows, pipeline, letters, source, handle };
 }
@@ -59,6 +59,15 @@ describe('KafkaSource batch handling', () => {
     expect(letters).toHaveLength(1);
     expect(letters[0]).toMatchObject({ topic: 'in', partition: 0, offset: '2' });
     expect(source.stats).toMatchObject({ deadLettered: 1, decoded: 4, redelivered: 2 });
+  });
+
+  it('dead-letters records from far in the future instead of letting them push the watermark', async () => {
+    const { letters, pipeline, handle } = setup(T0 + 5_000);
+    const future = (i: number) => encodePlain(requestLogType, i === 1 ? { ...log(1), timestamp: T0 + 86_400_000 } : log(i));
+    await handle(payload([0, 1, 2], future));
+    expect(letters.map((l) => l.reason)).toEqual(['future_timestamp']);
+    expect(letters[0]?.message).toMatch(/ahead of this host's clock/);
+    expect(pipeline.windows.watermark).toBe(T0 + 2_000);
   });
 
   it('reads only the commit metadata it wrote', () => {

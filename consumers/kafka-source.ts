@@ -182,6 +182,13 @@ export class KafkaSource {
       this.stats.messages++;
       try {
         const log = this.decoder.decode(m.value);
+        if (log.timestamp > now + this.config.input.max_future_ms) {
+          throw new DecodeError(
+            'future_timestamp',
+            `timestamp ${new Date(log.timestamp).toISOString()} is ${Math.round((log.timestamp - now) / 1000)} s ahead of this host's clock ` +
+              `(input.max_future_ms = ${this.config.input.max_future_ms})`,
+          );
+        }
         this.pipeline.ingest(log, partition, offset, now);
         this.stats.decoded++;
       } catch (err) {

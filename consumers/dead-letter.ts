@@ -1,6 +1,6 @@
-import type { IHeaders, Kafka, Producer } from 'kafkajs';
+import type { IHeaders, Kafka } from 'kafkajs';
 import { z } from 'zod';
-import { sendAcked, topicProducer } from './kafka-client.js';
+import { TopicWriter } from './kafka-client.js';
 
 /** Dead-letter topic settings. */
 export const deadLetterConfigSchema = z
@@ -48,35 +48,29 @@ export const DLQ_HEADERS = {
  * `flush` must resolve before the source offsets are committed.
  */
 export class DeadLetterSink {
-  private producer: Producer | null = null;
-  private pending: DeadLetter[] = [];
+  private readonly writer: TopicWriter;
   /** Dead letters written, by reason (a metric). */
   readonly counts = new Map<string, number>();
 
   constructor(
-    private readonly kafka: Kafka,
+    kafka: Kafka,
     readonly settings: DeadLetterSettings,
-  ) {}
-
-  async connect(): Promise<void> {
-    this.producer = await topicProducer(this.kafka, {
-      topic: this.settings.topic,
-      partitions: this.settings.partitions,
-      replicationFactor: this.settings.replication_factor,
-      configs: { 'cleanup.policy': 'delete', 'retention.ms': String(this.settings.retention_ms) },
+  ) {
+    this.writer = new TopicWriter(kafka, {
+      topic: settings.topic,
+      partitions: settings.partitions,
+      replicationFactor: settings.replication_factor,
+      configs: { 'cleanup.policy': 'delete', 'retention.ms': String(settings.retention_ms) },
     });
   }
 
-  /** Queues a dead letter; it is sent by {@link flush}. */
-  add(letter: DeadLetter): void {
-    this.pending.push(letter);
-    this.counts.set(letter.reason, (this.counts.get(letter.reason) ?? 0) + 1);
+  connect(): Promise<void> {
+    return this.writer.connect();
   }
 
-  /** Sends everything queued and waits for the brokers to acknowledge it. */
-  async flush(): Promise<void> {
-    if (this.pending.length === 0 || !this.producer) return;
-    const messages = this.pending.map((d) => ({
+  /** Queues a dead letter; it is sent by {@link flush}. */
+  add(d: DeadLetter): void {
+    this.writer.enqueue({
       key: d.key,
       value: d.value,
       headers: {
@@ -88,17 +82,16 @@ export class DeadLetterSink {
         [DLQ_HEADERS.offset]: d.offset,
         [DLQ_HEADERS.timestamp]: d.timestamp,
       },
-    }));
-    await sendAcked(this.producer, this.settings.topic, messages);
-    this.pending = [];
+    });
+    this.counts.set(d.reason, (this.counts.get(d.reason) ?? 0) + 1);
   }
 
-  async close(): Promise<void> {
-    try {
-      await this.flush();
-    } finally {
-      await this.producer?.disconnect();
-      this.producer = null;
-    }
+  /** Sends everything queued and waits for the brokers to acknowledge it. */
+  flush(): Promise<void> {
+    return this.writer.flush();
+  }
+
+  close(): Promise<void> {
+    return this.writer.close();
   }
 }

@@ -148,3 +148,50 @@ export async function sendAcked(producer: Producer, topic: string, messages: Mes
     isRetriable: (err) => (err as { retriable?: boolean }).retriable === true,
   });
 }
+
+/**
+ * A buffered writer to one topic it creates if missing: messages are queued by `enqueue` and
+ * sent by `flush`, which resolves only once every in-sync replica has them. The dead-letter
+ * and edge-rule sinks are both this, with their own message shapes.
+ */
+export class TopicWriter {
+  private producer: Producer | null = null;
+  private pending: Message[] = [];
+  /** Messages acknowledged so far (a metric). */
+  sent = 0;
+
+  constructor(
+    private readonly kafka: Kafka,
+    readonly spec: TopicSpec,
+  ) {}
+
+  /** Creates the topic if needed and connects an idempotent producer. */
+  async connect(): Promise<void> {
+    this.producer = await topicProducer(this.kafka, this.spec);
+  }
+
+  /** Queues a message for the next {@link flush}. */
+  enqueue(message: Message): void {
+    this.pending.push(message);
+  }
+
+  /** Sends what is queued and waits for the acknowledgements. Throws if not connected: nothing may be lost quietly. */
+  async flush(): Promise<void> {
+    if (this.pending.length === 0) return;
+    if (!this.producer) throw new BurstwatchError(`topic ${this.spec.topic} written before connect()`);
+    const messages = this.pending;
+    await sendAcked(this.producer, this.spec.topic, messages);
+    this.sent += messages.length;
+    this.pending = [];
+  }
+
+  /** Flushes, then disconnects. */
+  async close(): Promise<void> {
+    try {
+      await this.flush();
+    } finally {
+      await this.producer?.disconnect();
+      this.producer = null;
+    }
+  }
+}

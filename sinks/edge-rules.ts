@@ -1,7 +1,6 @@
-import type { Kafka, Producer } from 'kafkajs';
+import type { Kafka } from 'kafkajs';
 import { z } from 'zod';
-import { sendAcked, topicProducer } from '../consumers/kafka-client.js';
-import { BurstwatchError } from '../errors.js';
+import { TopicWriter } from '../consumers/kafka-client.js';
 import type { RuleChange } from '../rules/lifecycle.js';
 import { encodeSingleObject } from '../schemas/codec.js';
 import { edgeRuleToAvro, edgeRuleType } from '../schemas/index.js';
@@ -34,33 +33,37 @@ export type EdgeRulesSettings = z.infer<typeof edgeRulesConfigSchema>;
  */
 export class EdgeRuleSink implements PipelineSink {
   readonly name = 'edge-rules';
-  private producer: Producer | null = null;
-  private pending: { key: string; value: Buffer | null; headers: Record<string, string> }[] = [];
-  /** Messages published (a metric). */
-  published = 0;
+  private readonly writer: TopicWriter;
 
   constructor(
-    private readonly kafka: Kafka,
+    kafka: Kafka,
     readonly settings: EdgeRulesSettings,
-  ) {}
-
-  async connect(): Promise<void> {
-    this.producer = await topicProducer(this.kafka, {
-      topic: this.settings.topic,
-      partitions: this.settings.partitions,
-      replicationFactor: this.settings.replication_factor,
+  ) {
+    this.writer = new TopicWriter(kafka, {
+      topic: settings.topic,
+      partitions: settings.partitions,
+      replicationFactor: settings.replication_factor,
       configs: {
         'cleanup.policy': 'compact',
-        'delete.retention.ms': String(this.settings.delete_retention_ms),
-        'segment.ms': String(this.settings.segment_ms),
+        'delete.retention.ms': String(settings.delete_retention_ms),
+        'segment.ms': String(settings.segment_ms),
         'min.cleanable.dirty.ratio': '0.1',
       },
     });
   }
 
+  /** Messages published (a metric). */
+  get published(): number {
+    return this.writer.sent;
+  }
+
+  connect(): Promise<void> {
+    return this.writer.connect();
+  }
+
   async writeRuleChanges(changes: readonly RuleChange[]): Promise<void> {
     for (const c of changes) {
-      this.pending.push({
+      this.writer.enqueue({
         key: c.rule.rule_id,
         value: c.op === 'delete' ? null : encodeSingleObject(edgeRuleType, edgeRuleToAvro(c.rule)),
         headers: { 'burstwatch.op': c.op, 'burstwatch.at': String(c.at) },
@@ -68,21 +71,11 @@ export class EdgeRuleSink implements PipelineSink {
     }
   }
 
-  async flush(): Promise<void> {
-    if (this.pending.length === 0) return;
-    if (!this.producer) throw new BurstwatchError('edge-rule sink used before connect()');
-    const messages = this.pending;
-    await sendAcked(this.producer, this.settings.topic, messages);
-    this.published += messages.length;
-    this.pending = [];
+  flush(): Promise<void> {
+    return this.writer.flush();
   }
 
-  async close(): Promise<void> {
-    try {
-      await this.flush();
-    } finally {
-      await this.producer?.disconnect();
-      this.producer = null;
-    }
+  close(): Promise<void> {
+    return this.writer.close();
   }
 }

@@ -24,7 +24,7 @@ import {
   watchExit,
   which,
   writePidFile,
-  type Progress, describeService, resumeRunning } from './processes.js';
+  type Progress, describeService, resumeRunning, stopService } from './processes.js';
 
 /** Default time to wait for a started server to answer `SELECT version()`, ms. */
 export const CLICKHOUSE_READY_TIMEOUT_MS = 60_000;
@@ -182,14 +182,7 @@ export async function startClickHouse(options: {
 /** Stops the local server (SIGTERM, SIGKILL after 20 s). Resolves false if it was not running. */
 export async function stopClickHouse(onProgress?: Progress): Promise<boolean> {
   const paths = clickhousePaths();
-  const pid = ownedPid(paths.pidFile, markers(paths));
-  if (pid !== undefined) {
-    onProgress?.(`clickhouse: stopping pid ${pid}`);
-    await stopProcess(pid, markers(paths));
-  }
-  removeFile(paths.pidFile);
-  removeFile(paths.endpointFile);
-  return pid !== undefined;
+  return stopService('clickhouse', paths, markers(paths), onProgress);
 }
 
 function xmlEscape(text: string): string {

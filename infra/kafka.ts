@@ -26,7 +26,7 @@ import {
   watchExit,
   which,
   writePidFile,
-  type Progress, describeService, resumeRunning } from './processes.js';
+  type Progress, describeService, resumeRunning, stopService } from './processes.js';
 
 /** Kafka release run by `infra` (must match infra/kafka/pom.xml). */
 export const KAFKA_VERSION = '3.9.1';
@@ -218,14 +218,7 @@ async function warmGroupCoordinator(brokers: string[], say: Progress): Promise<v
 /** Stops the local broker (SIGTERM, SIGKILL after 20 s). Resolves false if it was not running. */
 export async function stopKafka(onProgress?: Progress): Promise<boolean> {
   const paths = kafkaPaths();
-  const pid = ownedPid(paths.pidFile, markers(paths));
-  if (pid !== undefined) {
-    onProgress?.(`kafka: stopping pid ${pid}`);
-    await stopProcess(pid, markers(paths));
-  }
-  removeFile(paths.pidFile);
-  removeFile(paths.endpointFile);
-  return pid !== undefined;
+  return stopService('kafka', paths, markers(paths), onProgress);
 }
 
 /** The java binary to use: `$JAVA_HOME/bin/java`, else `java` on PATH, else apt's default JRE. */

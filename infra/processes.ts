@@ -377,3 +377,21 @@ export async function resumeRunning(options: {
   });
   return options.status();
 }
+
+/** Stops the process a service's pid file names, if it is ours, and removes its pid and endpoint files. True if it was running. */
+export async function stopService(
+  name: ServiceName,
+  files: { pidFile: string; endpointFile: string },
+  processMarkers: readonly string[],
+  onProgress?: Progress,
+  graceMs?: number,
+): Promise<boolean> {
+  const pid = ownedPid(files.pidFile, processMarkers);
+  if (pid !== undefined) {
+    onProgress?.(`${name}: stopping pid ${pid}`);
+    await stopProcess(pid, processMarkers, graceMs);
+  }
+  removeFile(files.pidFile);
+  removeFile(files.endpointFile);
+  return pid !== undefined;
+}

@@ -39,7 +39,7 @@ import {
   waitReady,
   watchExit,
   writePidFile,
-  type Progress, describeService, resumeRunning } from './processes.js';
+  type Progress, describeService, resumeRunning, stopService } from './processes.js';
 
 /** Media type of every response, as Confluent sends it. */
 export const REGISTRY_CONTENT_TYPE = 'application/vnd.schemaregistry.v1+json';
@@ -796,15 +796,7 @@ export async function startRegistry(options: {
 
 /** Stops the registry process (SIGTERM, SIGKILL after 10 s). Resolves false if it was not running. */
 export async function stopRegistry(onProgress?: Progress): Promise<boolean> {
-  const paths = registryPaths();
-  const pid = ownedPid(paths.pidFile, markers());
-  if (pid !== undefined) {
-    onProgress?.(`registry: stopping pid ${pid}`);
-    await stopProcess(pid, markers(), 10_000);
-  }
-  removeFile(paths.pidFile);
-  removeFile(paths.endpointFile);
-  return pid !== undefined;
+  return stopService('registry', registryPaths(), markers(), onProgress, 10_000);
 }
 
 /** A build older than the registry's source would run yesterday's code; say so rather than guess. */

@@ -116,37 +116,12 @@ export async function ensureTopic(admin: Admin, spec: TopicSpec): Promise<void> 
   }
 }
 
-/** What {@link topicProducer} needs to know of the topic it writes. */
+/** A topic to create if missing, with its configs (see {@link ensureTopic} and {@link TopicWriter}). */
 export interface TopicSpec {
   topic: string;
   partitions: number;
   replicationFactor: number;
   configs: Record<string, string>;
-}
-
-/**
- * Makes sure `spec.topic` exists with its configs ({@link ensureTopic}), then returns a connected
- * idempotent producer with one request in flight, so each key's messages stay in order.
- */
-export async function topicProducer(kafka: Kafka, spec: TopicSpec): Promise<Producer> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    await ensureTopic(admin, spec);
-  } finally {
-    await admin.disconnect();
-  }
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
-  await producer.connect();
-  return producer;
-}
-
-/** Sends `messages` and resolves once every in-sync replica has them; retries what kafkajs marks retriable. */
-export async function sendAcked(producer: Producer, topic: string, messages: Message[]): Promise<void> {
-  await withRetry(() => producer.send({ topic, acks: -1, messages }), {
-    retries: 8,
-    isRetriable: (err) => (err as { retriable?: boolean }).retriable === true,
-  });
 }
 
 /**
@@ -165,9 +140,17 @@ export class TopicWriter {
     readonly spec: TopicSpec,
   ) {}
 
-  /** Creates the topic if needed and connects an idempotent producer. */
+  /** Creates the topic if needed and connects an idempotent producer with one request in flight, so each key's messages stay in order. */
   async connect(): Promise<void> {
-    this.producer = await topicProducer(this.kafka, this.spec);
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      await ensureTopic(admin, this.spec);
+    } finally {
+      await admin.disconnect();
+    }
+    this.producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    await this.producer.connect();
   }
 
   /** Queues a message for the next {@link flush}. */
@@ -179,8 +162,13 @@ export class TopicWriter {
   async flush(): Promise<void> {
     if (this.pending.length === 0) return;
     if (!this.producer) throw new BurstwatchError(`topic ${this.spec.topic} written before connect()`);
+    const producer = this.producer;
     const messages = this.pending;
-    await sendAcked(this.producer, this.spec.topic, messages);
+    // acks -1: resolved only once every in-sync replica has them; kafkajs marks what is retriable.
+    await withRetry(() => producer.send({ topic: this.spec.topic, acks: -1, messages }), {
+      retries: 8,
+      isRetriable: (err) => (err as { retriable?: boolean }).retriable === true,
+    });
     this.sent += messages.length;
     this.pending = [];
   }

@@ -38,7 +38,12 @@ export function createMetrics(parts: {
       for (const [reason, n] of deadLetter.counts) this.inc({ reason }, n);
     },
   });
-  counter('burstwatch_late_records_total', 'Records later than every window they belong to.', () => pipeline.windows.stats.late);
+  counter('burstwatch_late_records_total', 'Records whose pane was already sealed when they arrived (counted in no window).', () => pipeline.windows.stats.late);
+  counter('burstwatch_late_merge_requests_total', 'Requests of pane partials that reached the merge stage after their pane was complete.', () => pipeline.windows.lateAtMerge);
+  counter('burstwatch_replayed_closed_records_total', 'Records re-read after a restart for windows emitted before it.', () => pipeline.windows.stats.replayedClosed);
+  counter('burstwatch_pane_evictions_total', 'Entities evicted from a pane by windows.max_entities_per_pane.', () => pipeline.windows.stats.evicted.entities);
+  counter('burstwatch_pane_evicted_requests_total', 'Requests carried by entities evicted from panes.', () => pipeline.windows.stats.evicted.requests);
+  gauge('burstwatch_window_entities', 'Entities held inside open windows.', () => pipeline.windows.trackedEntities);
   counter('burstwatch_windows_closed_total', 'Windows closed by the watermark.', () => pipeline.windows.stats.windowsClosed);
   counter('burstwatch_verdicts_total', 'Verdicts produced (scored entity windows).', () => pipeline.totals.verdicts);
   counter('burstwatch_anomalous_verdicts_total', 'Verdicts decided anomalous.', () => pipeline.totals.anomalous);

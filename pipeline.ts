@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Config } from './config.js';
-import { SlidingWindows, type ClosedWindow } from './consumers/windows.js';
+import { SlidingWindows, type AddOutcome, type ClosedWindow } from './consumers/windows.js';
 import { EntityScorer } from './detectors/entity-scorer.js';
 import type { Verdict } from './detectors/verdict.js';
 import { RuleLifecycle, type RuleChange } from './rules/lifecycle.js';
@@ -59,8 +59,8 @@ export class Pipeline {
     for (const s of this.sinks) await s.connect();
   }
 
-  /** Adds one decoded record. Returns false if it was too late for every window. */
-  ingest(log: RequestLog, partition = 0, offset = -1, nowMs?: number): boolean {
+  /** Adds one decoded record: accepted, late (its pane already sealed), or replayed (its windows emitted before a restart). */
+  ingest(log: RequestLog, partition = 0, offset = -1, nowMs?: number): AddOutcome {
     return this.windows.add(log, partition, offset, nowMs);
   }
 

@@ -58,10 +58,13 @@ export async function startService(config: Config): Promise<Service> {
   const clickhouse = new ClickHouseSink(config.clickhouse);
   const edgeRules = new EdgeRuleSink(kafka, config.edge_rules);
   const deadLetter = new DeadLetterSink(kafka, config.dead_letter);
+  // Late records go to their own topic (same retention and layout as the dead letters) when configured.
+  const late = config.windows.late_topic ? new DeadLetterSink(kafka, { ...config.dead_letter, topic: config.windows.late_topic }) : null;
   const pipeline = new Pipeline(config, [clickhouse, edgeRules]);
   await pipeline.connect();
   await deadLetter.connect();
-  const source = new KafkaSource(kafka, config, createDecoder(config), deadLetter, pipeline);
+  await late?.connect();
+  const source = new KafkaSource(kafka, config, createDecoder(config), deadLetter, pipeline, Date.now, late);
   let server: Server | null = null;
   if (config.metrics.port > 0) {
     const registry = createMetrics({ source, pipeline, deadLetter, clickhouse, edgeRules });
@@ -81,6 +84,7 @@ export async function startService(config: Config): Promise<Service> {
         await source.stop();
         await pipeline.close();
         await deadLetter.close();
+        await late?.close();
         await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
       })();
       return stopping;

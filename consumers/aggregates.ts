@@ -1,4 +1,5 @@
 import type { RequestLog } from '../schemas/index.js';
+import { DistinctCounter, SpaceSaving, hashString } from './sketches.js';
 
 /** The entity types of CONTRACTS §2. */
 export type EntityType = 'asn' | 'ja4' | 'asn_ja4';
@@ -6,7 +7,7 @@ export type EntityType = 'asn' | 'ja4' | 'asn_ja4';
 export const ENTITY_TYPES: readonly EntityType[] = ['asn', 'ja4', 'asn_ja4'];
 
 /** The entity string of the `asn_ja4` pair (CONTRACTS §2: `<asn>|<ja4>`). */
-export function pairKey(asn: number, ja4: string): string {
+export function pairKey(asn: number | string, ja4: string): string {
   return `${asn}|${ja4}`;
 }
 
@@ -17,30 +18,51 @@ export function isStaticAsset(path: string): boolean {
   return STATIC_ASSET.test(path);
 }
 
+/** Capacity of the heavy-hitter summary of paths per entity and pane. */
+const TOP_PATH_CAPACITY = 16;
+/** Capacity of the heavy-hitter summary of client IPs (for requests_per_ip_max). */
+const TOP_IP_CAPACITY = 16;
+/** How many top paths a window row reports. */
+export const TOP_PATHS_REPORTED = 5;
+
 /**
- * The partial aggregate of one entity in one pane (one slide of event time). Panes merge
- * into windows, so per-event cost does not depend on window size / slide.
- * First version: distinct counts are exact sets; the windows issue swaps in mergeable sketches.
+ * What every entity aggregate of one record needs, computed once per record and shared by the
+ * asn, ja4 and pair aggregates: the 32-bit hashes of the distinct-counted fields.
+ */
+export interface RecordDigest {
+  asn: string;
+  ip: number;
+  path: number;
+  userAgent: number;
+  /** Hash of the fingerprint ("" for plain HTTP): fingerprint diversity of an ASN. */
+  ja4: number;
+  /** Hash of the ASN's decimal string: ASN diversity of a fingerprint. */
+  asnHash: number;
+  staticAsset: boolean;
+}
+
+/** Hashes a record's distinct-counted fields once. */
+export function digestRecord(r: RequestLog): RecordDigest {
+  const asn = String(r.asn);
+  return {
+    asn,
+    ip: hashString(r.client_ip),
+    path: hashString(r.path),
+    userAgent: hashString(r.user_agent),
+    ja4: hashString(r.ja4 ?? ''),
+    asnHash: hashString(asn),
+    staticAsset: isStaticAsset(r.path),
+  };
+}
+
+/**
+ * The aggregate of one entity over a pane (one slide of event time) or, merged, over a
+ * window. Every part is mergeable, so windows are built from panes: counters add, distinct
+ * counts are HyperLogLog sketches (exact up to 3,072 items, then about 0.8% standard
+ * error), top paths and requests per IP come from Space-Saving summaries.
  */
 export class EntityAggregate {
   requests = 0;
-  /** Requests per client IP; its size is unique_ips. */
-  readonly ips: Map<string, number>;
-  readonly paths: Set<string>;
-  readonly userAgents: Set<string>;
-  /** For asn entities: fingerprints seen (null ja4 counted as ""). */
-  readonly ja4s: Set<string>;
-  /** For ja4 entities: ASNs seen. */
-  readonly asns: Set<number>;
-
-  /** An empty aggregate, or (from {@link clone}) one whose collections are copies of these. */
-  constructor(ips?: Map<string, number>, paths?: Set<string>, userAgents?: Set<string>, ja4s?: Set<string>, asns?: Set<number>) {
-    this.ips = new Map(ips);
-    this.paths = new Set(paths);
-    this.userAgents = new Set(userAgents);
-    this.ja4s = new Set(ja4s);
-    this.asns = new Set(asns);
-  }
   status2xx = 0;
   status3xx = 0;
   status4xx = 0;
@@ -56,15 +78,43 @@ export class EntityAggregate {
   http1 = 0;
   http2 = 0;
   http3 = 0;
+  ips: DistinctCounter;
+  paths: DistinctCounter;
+  userAgents: DistinctCounter;
+  /** asn entities: distinct fingerprints; ja4 entities: distinct ASNs; pairs: null. */
+  diversity: DistinctCounter | null;
+  topPaths: SpaceSaving;
+  topIps: SpaceSaving;
 
-  /** Adds one request; `staticAsset` is {@link isStaticAsset} of its path. */
-  add(r: RequestLog, type: EntityType, staticAsset: boolean): void {
+  /** An empty aggregate for an entity of `type`. */
+  constructor(readonly type: EntityType, copyOf?: EntityAggregate) {
+    if (copyOf) {
+      this.ips = copyOf.ips.clone();
+      this.paths = copyOf.paths.clone();
+      this.userAgents = copyOf.userAgents.clone();
+      this.diversity = copyOf.diversity?.clone() ?? null;
+      this.topPaths = copyOf.topPaths.clone();
+      this.topIps = copyOf.topIps.clone();
+      this.addCounters(copyOf);
+    } else {
+      this.ips = new DistinctCounter();
+      this.paths = new DistinctCounter();
+      this.userAgents = new DistinctCounter();
+      this.diversity = type === 'asn_ja4' ? null : new DistinctCounter();
+      this.topPaths = new SpaceSaving(TOP_PATH_CAPACITY);
+      this.topIps = new SpaceSaving(TOP_IP_CAPACITY);
+    }
+  }
+
+  /** Adds one request, with its {@link digestRecord}. */
+  add(r: RequestLog, d: RecordDigest): void {
     this.requests++;
-    this.ips.set(r.client_ip, (this.ips.get(r.client_ip) ?? 0) + 1);
-    this.paths.add(r.path);
-    this.userAgents.add(r.user_agent);
-    if (type === 'asn') this.ja4s.add(r.ja4 ?? '');
-    else if (type === 'ja4') this.asns.add(r.asn);
+    this.ips.add(d.ip);
+    this.paths.add(d.path);
+    this.userAgents.add(d.userAgent);
+    if (this.diversity) this.diversity.add(this.type === 'asn' ? d.ja4 : d.asnHash);
+    this.topPaths.add(r.path);
+    this.topIps.add(r.client_ip);
     const s = r.status;
     if (s >= 200 && s < 300) this.status2xx++;
     else if (s >= 300 && s < 400) this.status3xx++;
@@ -74,7 +124,7 @@ export class EntityAggregate {
       else if (s === 403) this.status403++;
     } else if (s >= 500 && s < 600) this.status5xx++;
     if (r.method === 'POST') this.post++;
-    if (staticAsset) this.staticAssets++;
+    if (d.staticAsset) this.staticAssets++;
     this.bytes += r.response_bytes;
     if (r.challenge === 'ISSUED') this.challengeIssued++;
     else if (r.challenge === 'PASSED') this.challengePassed++;
@@ -84,36 +134,24 @@ export class EntityAggregate {
     else this.http1++;
   }
 
-  /** A copy; faster than merging into an empty aggregate because Map/Set copies are bulk operations. */
+  /** An independent copy. */
   clone(): EntityAggregate {
-    const c = new EntityAggregate(this.ips, this.paths, this.userAgents, this.ja4s, this.asns);
-    c.requests = this.requests;
-    c.status2xx = this.status2xx;
-    c.status3xx = this.status3xx;
-    c.status4xx = this.status4xx;
-    c.status5xx = this.status5xx;
-    c.status401 = this.status401;
-    c.status403 = this.status403;
-    c.post = this.post;
-    c.staticAssets = this.staticAssets;
-    c.bytes = this.bytes;
-    c.challengeIssued = this.challengeIssued;
-    c.challengePassed = this.challengePassed;
-    c.challengeFailed = this.challengeFailed;
-    c.http1 = this.http1;
-    c.http2 = this.http2;
-    c.http3 = this.http3;
-    return c;
+    return new EntityAggregate(this.type, this);
   }
 
-  /** Adds another partial aggregate of the same entity into this one. */
+  /** Adds another partial aggregate of the same entity into this one; `o` is not changed. */
   merge(o: EntityAggregate): void {
+    this.ips.merge(o.ips);
+    this.paths.merge(o.paths);
+    this.userAgents.merge(o.userAgents);
+    if (this.diversity && o.diversity) this.diversity.merge(o.diversity);
+    this.topPaths.merge(o.topPaths);
+    this.topIps.merge(o.topIps);
+    this.addCounters(o);
+  }
+
+  private addCounters(o: EntityAggregate): void {
     this.requests += o.requests;
-    for (const [ip, n] of o.ips) this.ips.set(ip, (this.ips.get(ip) ?? 0) + n);
-    for (const p of o.paths) this.paths.add(p);
-    for (const u of o.userAgents) this.userAgents.add(u);
-    for (const j of o.ja4s) this.ja4s.add(j);
-    for (const a of o.asns) this.asns.add(a);
     this.status2xx += o.status2xx;
     this.status3xx += o.status3xx;
     this.status4xx += o.status4xx;
@@ -131,21 +169,39 @@ export class EntityAggregate {
     this.http3 += o.http3;
   }
 
+  /** Approximate heap bytes (memory accounting). */
+  byteSize(): number {
+    return (
+      200 +
+      this.ips.byteSize() +
+      this.paths.byteSize() +
+      this.userAgents.byteSize() +
+      (this.diversity?.byteSize() ?? 0) +
+      this.topPaths.byteSize() +
+      this.topIps.byteSize()
+    );
+  }
+
   /** The wire row of CONTRACTS §5 (`--aggregates`) and ClickHouse `window_aggregates`. */
-  toRow(entityType: EntityType, entity: string, windowStart: number, windowEnd: number): WindowAggregateRow {
+  toRow(entity: string, windowStart: number, windowEnd: number): WindowAggregateRow {
+    // Never more distinct IPs than requests (a sketch estimate can overshoot by its error).
+    const uniqueIps = Math.max(1, Math.min(this.ips.estimate(), this.requests));
+    // The largest guaranteed count (count − error): a lower bound within N/16 of the true maximum.
     let maxPerIp = 0;
-    for (const n of this.ips.values()) if (n > maxPerIp) maxPerIp = n;
+    for (const e of this.topIps.top(TOP_IP_CAPACITY)) maxPerIp = Math.max(maxPerIp, e.count - e.error);
+    const top = this.topPaths.top(TOP_PATHS_REPORTED);
+    const div = this.diversity?.estimate() ?? 0;
     return {
-      entity_type: entityType,
+      entity_type: this.type,
       entity,
       window_start: windowStart,
       window_end: windowEnd,
       requests: this.requests,
-      unique_ips: this.ips.size,
-      unique_paths: this.paths.size,
-      unique_user_agents: this.userAgents.size,
-      unique_ja4s: entityType === 'asn' ? this.ja4s.size : 0,
-      unique_asns: entityType === 'ja4' ? this.asns.size : 0,
+      unique_ips: this.requests === 0 ? 0 : uniqueIps,
+      unique_paths: Math.min(this.paths.estimate(), this.requests),
+      unique_user_agents: Math.min(this.userAgents.estimate(), this.requests),
+      unique_ja4s: this.type === 'asn' ? Math.min(div, this.requests) : 0,
+      unique_asns: this.type === 'ja4' ? Math.min(div, this.requests) : 0,
       status_2xx: this.status2xx,
       status_3xx: this.status3xx,
       status_4xx: this.status4xx,
@@ -161,13 +217,19 @@ export class EntityAggregate {
       http1_requests: this.http1,
       http2_requests: this.http2,
       http3_requests: this.http3,
-      requests_per_ip_mean: this.ips.size === 0 ? 0 : this.requests / this.ips.size,
+      requests_per_ip_mean: this.requests === 0 ? 0 : this.requests / uniqueIps,
       requests_per_ip_max: maxPerIp,
+      top_paths: top.map((e) => e.key),
+      top_path_requests: top.map((e) => e.count),
     };
   }
 }
 
-/** Aggregates of one entity over one closed window. Counts are exact in this version. */
+/**
+ * Aggregates of one entity over one closed window. Counters are exact. Distinct counts are
+ * exact up to 3,072 distinct values per pane and sketch estimates (≈0.8% standard error)
+ * beyond; top paths and requests_per_ip_max come from Space-Saving summaries.
+ */
 export interface WindowAggregateRow {
   entity_type: EntityType;
   entity: string;
@@ -199,5 +261,10 @@ export interface WindowAggregateRow {
   http2_requests: number;
   http3_requests: number;
   requests_per_ip_mean: number;
+  /** Requests of the busiest client IP (a lower bound, exact when the entity has ≤ 16 IPs). */
   requests_per_ip_max: number;
+  /** The most requested paths, most first (up to 5). */
+  top_paths: string[];
+  /** Requests of each of top_paths (upper bounds, exact when the entity has ≤ 16 paths). */
+  top_path_requests: number[];
 }

@@ -70,6 +70,8 @@ export class KafkaSource {
     private readonly deadLetter: DeadLetterSink,
     private readonly pipeline: Pipeline,
     private readonly clock: () => number = Date.now,
+    /** Where records too late for every window are copied (windows.late_topic); null counts them only. */
+    private readonly late: DeadLetterSink | null = null,
   ) {}
 
   /** Restores the emitted horizon, joins the group and starts consuming. Resolves once running. */
@@ -189,8 +191,17 @@ export class KafkaSource {
               `(input.max_future_ms = ${this.config.input.max_future_ms})`,
           );
         }
-        this.pipeline.ingest(log, partition, offset, now);
+        const outcome = this.pipeline.ingest(log, partition, offset, now);
         this.stats.decoded++;
+        if (outcome === 'late' && this.late) {
+          this.late.add({
+            topic: batch.topic, partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers, timestamp: m.timestamp,
+            reason: 'late',
+            message:
+              `event time ${new Date(log.timestamp).toISOString()} is in a pane that partition ${partition} had already sealed ` +
+              `(more than windows.allowed_lateness_ms = ${this.config.windows.allowed_lateness_ms} behind its watermark)`,
+          });
+        }
       } catch (err) {
         if (!(err instanceof DecodeError)) throw err;
         this.deadLetter.add({
@@ -210,6 +221,7 @@ export class KafkaSource {
     }
     this.pipeline.windows.setLagging(partition, Number(batch.lastOffset()) + 1 < Number(batch.highWatermark));
     await this.deadLetter.flush();
+    await this.late?.flush();
     await this.completeWork();
     resolveOffset(batch.lastOffset());
     await heartbeat();

@@ -18,17 +18,21 @@ function flatten(windows: ClosedWindow[]): Map<string, [number, number]> {
   return out;
 }
 
-/** Brute force: a record counts in window s iff its time is in [s, s+size) and s was still open when it arrived. */
+/**
+ * Brute force: a record is late iff its pane [p, p+slide) ended at least `lateness` before the
+ * largest event time seen before it; otherwise it counts in every window that contains it.
+ */
 function bruteForce(logs: RequestLog[]): Map<string, [number, number]> {
   const { size_ms: size, slide_ms: slide, allowed_lateness_ms: late } = cfg;
   const acc = new Map<string, { n: number; ips: Set<string> }>();
   let wm = Number.NEGATIVE_INFINITY;
-  let closedBelow = Number.NEGATIVE_INFINITY; // windows with start < closedBelow are closed
   for (const r of logs) {
     const t = r.timestamp;
-    const last = Math.floor(t / slide) * slide;
-    for (let s = last; s > t - size; s -= slide) {
-      if (s < closedBelow) continue;
+    const pane = Math.floor(t / slide) * slide;
+    const isLate = pane + slide + late <= wm;
+    wm = Math.max(wm, t);
+    if (isLate) continue;
+    for (let s = pane; s > t - size; s -= slide) {
       const ents: [string, string][] = [['asn', String(r.asn)]];
       if (r.ja4) ents.push(['ja4', r.ja4], ['asn_ja4', `${r.asn}|${r.ja4}`]);
       for (const [ty, e] of ents) {
@@ -39,12 +43,21 @@ function bruteForce(logs: RequestLog[]): Map<string, [number, number]> {
         acc.set(k, a);
       }
     }
-    wm = Math.max(wm, t);
-    // Windows whose end + lateness <= wm close after this record.
-    const c = Math.floor((wm - size - late) / slide) * slide + slide;
-    if (c > closedBelow && acc.size > 0) closedBelow = c;
   }
   return new Map([...acc].map(([k, v]) => [k, [v.n, v.ips.size]]));
+}
+
+/** The records of one partition that brute force accepts (not late). */
+function bruteForceAccepted(logs: RequestLog[]): RequestLog[] {
+  const { slide_ms: slide, allowed_lateness_ms: late } = cfg;
+  let wm = Number.NEGATIVE_INFINITY;
+  const out: RequestLog[] = [];
+  for (const r of logs) {
+    const pane = Math.floor(r.timestamp / slide) * slide;
+    if (!(pane + slide + late <= wm)) out.push(r);
+    wm = Math.max(wm, r.timestamp);
+  }
+  return out;
 }
 
 describe('SlidingWindows', () => {
@@ -74,6 +87,57 @@ describe('SlidingWindows', () => {
         },
       ),
       { numRuns: 300 },
+    );
+  });
+
+  it('equals brute force with per-partition lateness on interleaved partitions', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({ part: fc.integer({ min: 0, max: 2 }), dt: fc.integer({ min: 0, max: 1_500 }), back: fc.integer({ min: 0, max: 9_000 }),
+            lateOne: fc.boolean(), asn: fc.integer({ min: 1, max: 3 }), ja4: fc.constantFrom(null, 'a', 'b'), ip: fc.integer({ min: 1, max: 5 }) }),
+          { minLength: 1, maxLength: 300 },
+        ),
+        (steps) => {
+          const clocks = [1_700_000_000_000, 1_700_000_003_000, 1_699_999_995_000];
+          const byPart: RequestLog[][] = [[], [], []];
+          const w = new SlidingWindows(cfg);
+          for (const p of [0, 1, 2]) w.registerPartition(p);
+          const closed: ClosedWindow[] = [];
+          for (const s of steps) {
+            clocks[s.part] = (clocks[s.part] as number) + s.dt;
+            const t = s.lateOne ? (clocks[s.part] as number) - s.back : (clocks[s.part] as number);
+            const r = log(t, s.asn, s.ja4, `10.0.0.${s.ip}`);
+            (byPart[s.part] as RequestLog[]).push(r);
+            w.add(r, s.part);
+            closed.push(...w.drain());
+          }
+          closed.push(...w.closeAll());
+          // Lateness is judged per partition; the windows then sum the partitions.
+          const expected = new Map<string, [number, number]>();
+          const ips = new Map<string, Set<string>>();
+          for (const logs of byPart) {
+            const accepted = bruteForceAccepted(logs);
+            for (const r of accepted) {
+              for (let ws = Math.floor(r.timestamp / cfg.slide_ms) * cfg.slide_ms; ws > r.timestamp - cfg.size_ms; ws -= cfg.slide_ms) {
+                const ents: [string, string][] = [['asn', String(r.asn)]];
+                if (r.ja4) ents.push(['ja4', r.ja4], ['asn_ja4', `${r.asn}|${r.ja4}`]);
+                for (const [ty, e] of ents) {
+                  const k = `${ty}/${e}/${ws}`;
+                  const set = ips.get(k) ?? new Set<string>();
+                  set.add(r.client_ip);
+                  ips.set(k, set);
+                  expected.set(k, [(expected.get(k)?.[0] ?? 0) + 1, set.size]);
+                }
+              }
+            }
+          }
+          expect(flatten(closed)).toEqual(expected);
+          expect(w.stats.accepted + w.stats.late).toBe(steps.length);
+          expect(w.lateAtMerge).toBe(0);
+        },
+      ),
+      { numRuns: 200 },
     );
   });
 
@@ -111,7 +175,7 @@ describe('SlidingWindows', () => {
   it('does not emit again the windows before a restored horizon', () => {
     const w = new SlidingWindows(cfg);
     w.restoreHorizon(10_000);
-    expect(w.add(log(9_000, 1, null, '1.1.1.1'))).toBe(false);
+    expect(w.add(log(9_000, 1, null, '1.1.1.1'))).toBe('replayed');
     expect(w.stats.replayedClosed).toBe(1);
     w.add(log(11_000, 1, null, '1.1.1.1'));
     expect(w.closeAll().map((c) => c.windowStart)).toEqual([10_000]);
@@ -135,8 +199,10 @@ describe('SlidingWindows idleness', () => {
     w.setLagging(1, true);
     w.onIdle(1_000 + cfg.idle_flush_ms * 10);
     expect(w.watermark).toBe(2_000);
+    expect(w.drain()).toEqual([]);
     w.setLagging(1, false);
     w.onIdle(1_000 + cfg.idle_flush_ms * 10);
-    expect(w.watermark).toBeGreaterThan(10_000);
+    expect(w.watermark).toBe(10_000);
+    expect(w.drain().map((c) => c.windowStart)).toEqual([-2_000, 0, 2_000, 6_000, 8_000, 10_000]);
   });
 });

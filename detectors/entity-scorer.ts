@@ -12,7 +12,7 @@ export const entityScorerSchema = z
     robust_deviation: robustDeviationOptionsSchema.prefault({ history: 60, warmup: 18, noise_floor: 'poisson' }),
     /** Decision policy. */
     policy: decisionPolicySchema.prefault({}),
-    /** Most entities tracked per entity type; the least recently seen is evicted beyond it. Default 50 000. */
+    /** Most entities tracked per entity type; beyond it the tenth with the least recent traffic is evicted. Default 50 000. */
     max_entities_per_type: z.number().int().positive().default(50_000),
   })
   .strict();
@@ -29,7 +29,12 @@ const SECONDARY: { name: string; of: (r: WindowAggregateRow) => number; pct?: bo
   { name: 'unique_paths', of: (r) => r.unique_paths },
 ];
 
+/** Per-window decay of an entity's traffic mass (half-life about 7 windows). */
+const MASS_DECAY = 0.9;
+
 class EntityState {
+  /** Exponentially decayed requests per window: what eviction keeps the heaviest of. */
+  mass = 0;
   readonly requests: RobustDeviation;
   readonly secondary: RobustDeviation[];
   constructor(options: EntityScorerConfig['robust_deviation']) {
@@ -47,8 +52,8 @@ function fmt(v: number, pct = false): string {
 /**
  * Scores each closed window of each entity against that entity's own history of request
  * counts. Windows the policy flags are not learned, so an attack does not become its own
- * baseline. State is bounded: at most `max_entities_per_type` per type, least recently seen
- * evicted first, and entities whose whole history is zero are dropped.
+ * baseline. State is bounded: at most `max_entities_per_type` per type, the lightest by decayed
+ * traffic evicted first, and entities whose whole history is zero are dropped.
  */
 export class EntityScorer {
   private readonly state: Record<EntityType, Map<string, EntityState>> = { asn: new Map(), ja4: new Map(), asn_ja4: new Map() };
@@ -77,17 +82,12 @@ export class EntityScorer {
       seen[row.entity_type].add(row.entity);
       const map = this.state[row.entity_type];
       let st = map.get(row.entity);
-      if (st) {
-        map.delete(row.entity); // re-insert: Map order is recency order
-      } else {
+      if (!st) {
         st = new EntityState(this.config.robust_deviation);
-        if (map.size >= this.config.max_entities_per_type) {
-          const oldest = map.keys().next().value;
-          if (oldest !== undefined) map.delete(oldest);
-          this.evictions++;
-        }
+        map.set(row.entity, st);
+        if (map.size > this.config.max_entities_per_type) this.evict(map, row.entity);
       }
-      map.set(row.entity, st);
+      st.mass = st.mass * MASS_DECAY + row.requests;
       const verdict = this.scoreRow(row, st);
       if (verdict) out.push(verdict);
     }
@@ -95,11 +95,25 @@ export class EntityScorer {
     for (const type of ['asn', 'ja4', 'asn_ja4'] as const) {
       for (const [entity, st] of this.state[type]) {
         if (seen[type].has(entity)) continue;
+        st.mass *= MASS_DECAY;
         st.requests.learn(w.windowStart, 0);
         if (st.requests.quiet) this.state[type].delete(entity);
       }
     }
     return out;
+  }
+
+  /**
+   * Evicts the tenth of the entities with the least decayed traffic, sparing the one just
+   * admitted. Unlike LRU, a flood of fresh one-request keys (a new JA4 per request) cannot push
+   * out the baselines of heavy entities: they always outweigh the flood. Batched, so the sort
+   * is amortised over a tenth of the cap.
+   */
+  private evict(map: Map<string, EntityState>, keep: string): void {
+    const n = map.size - Math.floor(this.config.max_entities_per_type * 0.9);
+    const candidates = [...map].filter(([k]) => k !== keep).sort((a, b) => a[1].mass - b[1].mass);
+    for (let i = 0; i < n && i < candidates.length; i++) map.delete((candidates[i] as [string, EntityState])[0]);
+    this.evictions += Math.min(n, candidates.length);
   }
 
   private scoreRow(row: WindowAggregateRow, st: EntityState): Verdict | null {

@@ -113,8 +113,8 @@ export class EntityAggregate {
     this.paths.add(d.path);
     this.userAgents.add(d.userAgent);
     if (this.diversity) this.diversity.add(this.type === 'asn' ? d.ja4 : d.asnHash);
-    this.topPaths.add(r.path);
-    this.topIps.add(r.client_ip);
+    this.topPaths.add(r.path, 1, d.path);
+    this.topIps.add(r.client_ip, 1, d.ip);
     const s = r.status;
     if (s >= 200 && s < 300) this.status2xx++;
     else if (s >= 300 && s < 400) this.status3xx++;
@@ -187,8 +187,7 @@ export class EntityAggregate {
     // Never more distinct IPs than requests (a sketch estimate can overshoot by its error).
     const uniqueIps = Math.max(1, Math.min(this.ips.estimate(), this.requests));
     // The largest guaranteed count (count − error): a lower bound within N/16 of the true maximum.
-    let maxPerIp = 0;
-    for (const e of this.topIps.top(TOP_IP_CAPACITY)) maxPerIp = Math.max(maxPerIp, e.count - e.error);
+    const maxPerIp = this.topIps.maxLowerBound();
     const top = this.topPaths.top(TOP_PATHS_REPORTED);
     const div = this.diversity?.estimate() ?? 0;
     return {

@@ -467,6 +467,8 @@ export class SpaceSaving {
   /** Most keys held (k); an integer in [1, 1024]. */
   readonly capacity: number;
   private keys: string[] | null = null;
+  /** hashString of each key: compared before the key, since unequal strings of one length compare by character. */
+  private hashes: number[] | null = null;
   private counts: number[] | null = null;
   private errors: number[] | null = null;
   private sum = 0;
@@ -479,24 +481,26 @@ export class SpaceSaving {
     this.capacity = capacity;
   }
 
-  /** Adds `weight` (a positive finite number, default 1) occurrences of `key`. */
-  add(key: string, weight = 1): void {
+  /** Adds `weight` (a positive finite number, default 1) occurrences of `key`; pass `hash` = hashString(key) when the caller has it. */
+  add(key: string, weight = 1, hash = hashString(key)): void {
     if (!(weight > 0 && weight <= Number.MAX_VALUE)) throw new RangeError(`SpaceSaving weight must be a positive finite number, got ${weight}`);
     this.sum += weight;
     const keys = this.keys;
     if (keys === null) {
       this.keys = [key];
+      this.hashes = [hash];
       this.counts = [weight];
       this.errors = [0];
       return;
     }
     const counts = this.counts!;
+    const hashes = this.hashes!;
     const n = keys.length;
     // One pass finds the key or, failing that, the first slot with the minimum count.
     let minI = 0;
     let min = Infinity;
     for (let i = 0; i < n; i++) {
-      if (keys[i] === key) {
+      if (hashes[i] === hash && keys[i] === key) {
         counts[i]! += weight;
         return;
       }
@@ -508,11 +512,13 @@ export class SpaceSaving {
     }
     if (n < this.capacity) {
       keys.push(key);
+      hashes.push(hash);
       counts.push(weight);
       this.errors!.push(0);
       return;
     }
     keys[minI] = key;
+    hashes[minI] = hash;
     counts[minI] = min + weight;
     this.errors![minI] = min;
   }
@@ -523,48 +529,77 @@ export class SpaceSaving {
    * Hurwitz zeta distribution", Inf. Sci. 2016): a key missing from a full summary may have
    * up to that summary's minimum count, so it is charged that minimum as count and as error;
    * a summary that is not full never evicted, so a missing key there has 0. The k largest
-   * are kept (ties by key), which keeps the total/k guarantee for the combined stream and
-   * makes the result independent of merge order. `other` is not changed.
+   * are kept (ties by key), which keeps the total/k guarantee for the combined stream; counts
+   * do not depend on merge order. `other` is not changed.
    */
   merge(other: SpaceSaving): void {
     if (other.capacity !== this.capacity) {
       throw new RangeError(`SpaceSaving.merge: capacities differ (${this.capacity} and ${other.capacity})`);
     }
     const k = this.capacity;
-    const aKeys = this.keys ?? [];
-    const aCounts = this.counts ?? [];
-    const aErrors = this.errors ?? [];
-    const bKeys = other.keys ?? [];
-    const bCounts = other.counts ?? [];
-    const bErrors = other.errors ?? [];
+    if (other.keys === null) {
+      this.sum += other.sum;
+      return;
+    }
+    if (this.keys === null) {
+      // Into an empty summary: a copy (the common case when a window's first pane is merged).
+      this.keys = other.keys.slice();
+      this.hashes = other.hashes!.slice();
+      this.counts = other.counts!.slice();
+      this.errors = other.errors!.slice();
+      this.sum += other.sum;
+      return;
+    }
+    const aKeys = this.keys;
+    const aHashes = this.hashes!;
+    const aCounts = this.counts!;
+    const aErrors = this.errors!;
+    const bKeys = other.keys;
+    const bHashes = other.hashes!;
+    const bCounts = other.counts!;
+    const bErrors = other.errors!;
     const aMin = aKeys.length === k ? minOf(aCounts) : 0;
     const bMin = bKeys.length === k ? minOf(bCounts) : 0;
-    const keys: string[] = [];
-    const counts: number[] = [];
-    const errors: number[] = [];
-    const bTaken = new Uint8Array(bKeys.length);
-    for (let i = 0; i < aKeys.length; i++) {
-      const j = bKeys.indexOf(aKeys[i]!);
-      keys.push(aKeys[i]!);
-      if (j >= 0) {
-        bTaken[j] = 1;
-        counts.push(aCounts[i]! + bCounts[j]!);
-        errors.push(aErrors[i]! + bErrors[j]!);
+    const keys = aKeys.slice();
+    const hashes = aHashes.slice();
+    const counts = aCounts.slice();
+    const errors = aErrors.slice();
+    const aLen = aKeys.length;
+    const matched = new Uint8Array(aLen);
+    for (let j = 0; j < bKeys.length; j++) {
+      const h = bHashes[j]!;
+      let i = 0;
+      while (i < aLen && !(aHashes[i] === h && aKeys[i] === bKeys[j])) i++;
+      if (i < aLen) {
+        matched[i] = 1;
+        counts[i]! += bCounts[j]!;
+        errors[i]! += bErrors[j]!;
       } else {
-        counts.push(aCounts[i]! + bMin);
-        errors.push(aErrors[i]! + bMin);
+        keys.push(bKeys[j]!);
+        hashes.push(h);
+        counts.push(bCounts[j]! + aMin);
+        errors.push(bErrors[j]! + aMin);
       }
     }
-    for (let j = 0; j < bKeys.length; j++) {
-      if (bTaken[j]) continue;
-      keys.push(bKeys[j]!);
-      counts.push(bCounts[j]! + aMin);
-      errors.push(bErrors[j]! + aMin);
+    if (bMin > 0) {
+      for (let i = 0; i < aLen; i++) {
+        if (matched[i]) continue;
+        counts[i]! += bMin;
+        errors[i]! += bMin;
+      }
     }
     this.sum += other.sum;
-    if (keys.length === 0) return;
-    const order = rankOrder(keys, counts).slice(0, k);
+    if (keys.length <= k) {
+      // Everything fits: no ranking needed, and slot order stays deterministic (this side first).
+      this.keys = keys;
+      this.hashes = hashes;
+      this.counts = counts;
+      this.errors = errors;
+      return;
+    }
+    const order = largest(counts, hashes, keys, k);
     this.keys = order.map((i) => keys[i]!);
+    this.hashes = order.map((i) => hashes[i]!);
     this.counts = order.map((i) => counts[i]!);
     this.errors = order.map((i) => errors[i]!);
   }
@@ -574,6 +609,7 @@ export class SpaceSaving {
     const c = new SpaceSaving(this.capacity);
     if (this.keys !== null) {
       c.keys = this.keys.slice();
+      c.hashes = this.hashes!.slice();
       c.counts = this.counts!.slice();
       c.errors = this.errors!.slice();
     }
@@ -599,6 +635,16 @@ export class SpaceSaving {
     if (counts === null) return 0;
     let m = 0;
     for (let i = 0; i < counts.length; i++) if (counts[i]! > m) m = counts[i]!;
+    return m;
+  }
+
+  /** Largest guaranteed count (count − error) of any key: a lower bound of the most frequent key's true count, within total/k of it; 0 when empty. */
+  maxLowerBound(): number {
+    const counts = this.counts;
+    if (counts === null) return 0;
+    const errors = this.errors!;
+    let m = 0;
+    for (let i = 0; i < counts.length; i++) if (counts[i]! - errors[i]! > m) m = counts[i]! - errors[i]!;
     return m;
   }
 
@@ -668,6 +714,7 @@ export class SpaceSaving {
       errors.push(error);
     }
     s.keys = keys;
+    s.hashes = keys.map((key) => hashString(key));
     s.counts = counts;
     s.errors = errors;
     return s;
@@ -678,6 +725,29 @@ function minOf(xs: number[]): number {
   let m = Infinity;
   for (let i = 0; i < xs.length; i++) if (xs[i]! < m) m = xs[i]!;
   return m;
+}
+
+/**
+ * Indices of the k largest counts, in slot order. Ties at the cut go to the smaller hash (then
+ * key), so the result does not depend on which side was merged into which. A numeric sort of a
+ * typed copy, with no string comparisons in the common case: merges run per entity and window,
+ * and ranking by key there cost a tenth of replay time.
+ */
+function largest(counts: number[], hashes: number[], keys: string[], k: number): number[] {
+  const sorted = Float64Array.from(counts).sort();
+  const cut = sorted[counts.length - k]!;
+  const tied: number[] = [];
+  let above = 0;
+  for (let i = 0; i < counts.length; i++) {
+    if (counts[i]! > cut) above++;
+    else if (counts[i] === cut) tied.push(i);
+  }
+  const keep = new Uint8Array(counts.length);
+  tied.sort((a, b) => hashes[a]! - hashes[b]! || (keys[a]! < keys[b]! ? -1 : keys[a]! > keys[b]! ? 1 : 0));
+  for (let t = 0; t < k - above; t++) keep[tied[t]!] = 1;
+  const out: number[] = [];
+  for (let i = 0; i < counts.length; i++) if (counts[i]! > cut || keep[i]) out.push(i);
+  return out;
 }
 
 /** Slot indices by descending count, then ascending key: a total order, so ties never depend on slot order. */

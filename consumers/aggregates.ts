@@ -1,5 +1,5 @@
 import type { RequestLog } from '../schemas/index.js';
-import { DistinctCounter, SpaceSaving, hashString } from './sketches.js';
+import { DistinctCounter, SpaceSaving, hashString, type DistinctCounterJSON, type SpaceSavingJSON } from './sketches.js';
 
 /** The entity types of CONTRACTS §2. */
 export type EntityType = 'asn' | 'ja4' | 'asn_ja4';
@@ -169,6 +169,44 @@ export class EntityAggregate {
     this.http3 += o.http3;
   }
 
+  /** JSON-safe form for the repartition topic and checkpoints. */
+  toJSON(): EntityAggregateJSON {
+    return {
+      v: 1,
+      type: this.type,
+      counters: COUNTERS.map((k) => this[k]),
+      ips: this.ips.toJSON(),
+      paths: this.paths.toJSON(),
+      user_agents: this.userAgents.toJSON(),
+      diversity: this.diversity?.toJSON() ?? null,
+      top_paths: this.topPaths.toJSON(),
+      top_ips: this.topIps.toJSON(),
+    };
+  }
+
+  /** Rebuilds an aggregate from {@link toJSON}; throws a TypeError naming what is wrong. */
+  static fromJSON(v: unknown): EntityAggregate {
+    if (typeof v !== 'object' || v === null) throw new TypeError('EntityAggregate: expected an object');
+    const o = v as Partial<Record<keyof EntityAggregateJSON, unknown>>;
+    if (o.v !== 1) throw new TypeError(`EntityAggregate: unsupported version 'v': ${JSON.stringify(o.v)}`);
+    if (o.type !== 'asn' && o.type !== 'ja4' && o.type !== 'asn_ja4') throw new TypeError(`EntityAggregate: bad 'type' ${JSON.stringify(o.type)}`);
+    const counters = o.counters;
+    if (!Array.isArray(counters) || counters.length !== COUNTERS.length || !counters.every((c) => Number.isSafeInteger(c) && (c as number) >= 0)) {
+      throw new TypeError(`EntityAggregate: 'counters' must be ${COUNTERS.length} non-negative integers`);
+    }
+    const a = new EntityAggregate(o.type);
+    COUNTERS.forEach((k, i) => (a[k] = counters[i] as number));
+    a.ips = DistinctCounter.fromJSON(o.ips);
+    a.paths = DistinctCounter.fromJSON(o.paths);
+    a.userAgents = DistinctCounter.fromJSON(o.user_agents);
+    if (o.type === 'asn_ja4') {
+      if (o.diversity !== null) throw new TypeError("EntityAggregate: 'diversity' must be null for asn_ja4");
+    } else a.diversity = DistinctCounter.fromJSON(o.diversity);
+    a.topPaths = SpaceSaving.fromJSON(o.top_paths);
+    a.topIps = SpaceSaving.fromJSON(o.top_ips);
+    return a;
+  }
+
   /** Approximate heap bytes (memory accounting). */
   byteSize(): number {
     return (
@@ -222,6 +260,26 @@ export class EntityAggregate {
       top_path_requests: top.map((e) => e.count),
     };
   }
+}
+
+/** The counter fields of {@link EntityAggregate}, in their serialised order (append only). */
+const COUNTERS = [
+  'requests', 'status2xx', 'status3xx', 'status4xx', 'status5xx', 'status401', 'status403', 'post', 'staticAssets', 'bytes',
+  'challengeIssued', 'challengePassed', 'challengeFailed', 'http1', 'http2', 'http3',
+] as const;
+
+/** Serialised {@link EntityAggregate} (version 1). */
+export interface EntityAggregateJSON {
+  v: 1;
+  type: EntityType;
+  /** In the order of COUNTERS. */
+  counters: number[];
+  ips: DistinctCounterJSON;
+  paths: DistinctCounterJSON;
+  user_agents: DistinctCounterJSON;
+  diversity: DistinctCounterJSON | null;
+  top_paths: SpaceSavingJSON;
+  top_ips: SpaceSavingJSON;
 }
 
 /**

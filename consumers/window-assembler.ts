@@ -1,5 +1,5 @@
 import { ENTITY_TYPES, EntityAggregate, type EntityType, type WindowAggregateRow } from './aggregates.js';
-import type { BoundedEntityMap } from './entity-map.js';
+import { BoundedEntityMap, type EvictionStats } from './entity-map.js';
 import type { PanePartial } from './pane-builder.js';
 
 /** A window that the watermark has closed, with one aggregate row per entity, sorted by type then entity. */
@@ -126,6 +126,9 @@ export class WindowAssembler {
   constructor(
     private readonly sizeMs: number,
     private readonly slideMs: number,
+    /** Cap of the merged pending pane per entity type, when partials arrive one entity at a time. */
+    private readonly maxEntitiesPerPane = Number.POSITIVE_INFINITY,
+    private readonly evictions: EvictionStats = { entities: 0, requests: 0 },
   ) {}
 
   /** Makes a source hold back the watermark before it seals anything. */
@@ -175,6 +178,29 @@ export class WindowAssembler {
       const into = merged[type];
       for (const [e, a] of p.entities[type].entries()) into.mergeIn(e, a);
     }
+    return true;
+  }
+
+  /**
+   * Takes one entity's partial of a sealed pane (from the repartition topic). Returns false if
+   * the pane was already complete (late).
+   */
+  addEntityPartial(pane: number, entityType: EntityType, entity: string, agg: EntityAggregate): boolean {
+    if (pane < this.completeBelow || pane < this.nextWindowStart) {
+      if (entityType === 'asn') this.stats.lateRequests += agg.requests;
+      return false;
+    }
+    let maps = this.pending.get(pane);
+    if (!maps) {
+      const cap = this.maxEntitiesPerPane;
+      maps = {
+        asn: new BoundedEntityMap('asn', cap, this.evictions),
+        ja4: new BoundedEntityMap('ja4', cap, this.evictions),
+        asn_ja4: new BoundedEntityMap('asn_ja4', cap, this.evictions),
+      };
+      this.pending.set(pane, maps);
+    }
+    maps[entityType].mergeIn(entity, agg);
     return true;
   }
 

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { deadLetterConfigSchema } from './consumers/dead-letter.js';
 import { kafkaConfigSchema } from './consumers/kafka-client.js';
+import { topologyConfigSchema } from './consumers/topology.js';
 import { windowConfigSchema } from './consumers/windows.js';
 import { entityScorerSchema } from './detectors/entity-scorer.js';
 import { ConfigError } from './errors.js';
@@ -58,6 +59,7 @@ export const configSchema = z
     input: inputConfigSchema.prefault({}),
     dead_letter: deadLetterConfigSchema.prefault({}),
     windows: windowConfigSchema.prefault({}),
+    topology: topologyConfigSchema.prefault({}),
     scorer: entityScorerSchema.prefault({}),
     rules: ruleLifecycleSchema.prefault({}),
     edge_rules: edgeRulesConfigSchema.prefault({}),

@@ -1,33 +1,24 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { DeadLetterSink } from './consumers/dead-letter.js';
-import type { KafkaSource } from './consumers/kafka-source.js';
-import type { Pipeline } from './pipeline.js';
-import type { ClickHouseSink } from './sinks/clickhouse.js';
-import type { EdgeRuleSink } from './sinks/edge-rules.js';
+import type { Service } from './cli/service.js';
 
 /**
  * Prometheus metrics of the live service. Values are read from the stages' own counters at
  * scrape time (prom-client `collect`), so the hot path only increments plain numbers.
  */
-export function createMetrics(parts: {
-  source: KafkaSource;
-  pipeline: Pipeline;
-  deadLetter: DeadLetterSink;
-  clickhouse?: ClickHouseSink;
-  edgeRules?: EdgeRuleSink;
-}): Registry {
+export function createMetrics(service: Service): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'burstwatch_process_' });
-  const { source, pipeline, deadLetter, clickhouse, edgeRules } = parts;
+  const { deadLetter, clickhouse, edgeRules, stats } = service;
   const gauge = (name: string, help: string, read: () => number): void => {
     new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
   };
   const counter = (name: string, help: string, read: () => number): void => {
     new Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(read()); } });
   };
-  counter('burstwatch_messages_total', 'Messages fetched from the input topic.', () => source.stats.messages);
-  counter('burstwatch_records_decoded_total', 'Records decoded and windowed.', () => source.stats.decoded);
+  const sum = <T>(xs: readonly T[], f: (x: T) => number): number => xs.reduce((a, x) => a + f(x), 0);
+  counter('burstwatch_messages_total', 'Messages fetched from the input topic.', () => stats.panes.messages);
+  counter('burstwatch_records_decoded_total', 'Records decoded and windowed.', () => stats.panes.decoded);
   new Counter({
     name: 'burstwatch_decode_errors_total',
     help: 'Messages sent to the dead-letter topic, by reason.',
@@ -38,29 +29,42 @@ export function createMetrics(parts: {
       for (const [reason, n] of deadLetter.counts) this.inc({ reason }, n);
     },
   });
-  counter('burstwatch_late_records_total', 'Records whose pane was already sealed when they arrived (counted in no window).', () => pipeline.windows.stats.late);
-  counter('burstwatch_late_merge_requests_total', 'Requests of pane partials that reached the merge stage after their pane was complete.', () => pipeline.windows.lateAtMerge);
-  counter('burstwatch_replayed_closed_records_total', 'Records re-read after a restart for windows emitted before it.', () => pipeline.windows.stats.replayedClosed);
-  counter('burstwatch_pane_evictions_total', 'Entities evicted from a pane by windows.max_entities_per_pane.', () => pipeline.windows.stats.evicted.entities);
-  counter('burstwatch_pane_evicted_requests_total', 'Requests carried by entities evicted from panes.', () => pipeline.windows.stats.evicted.requests);
-  gauge('burstwatch_window_entities', 'Entities held inside open windows.', () => pipeline.windows.trackedEntities);
-  counter('burstwatch_windows_closed_total', 'Windows closed by the watermark.', () => pipeline.windows.stats.windowsClosed);
-  counter('burstwatch_verdicts_total', 'Verdicts produced (scored entity windows).', () => pipeline.totals.verdicts);
-  counter('burstwatch_anomalous_verdicts_total', 'Verdicts decided anomalous.', () => pipeline.totals.anomalous);
-  counter('burstwatch_entity_evictions_total', 'Entities evicted from detector state by the cap.', () => pipeline.scorer.evictions);
-  counter('burstwatch_offset_commits_total', 'Offset commits after durable writes.', () => source.stats.commits);
-  gauge('burstwatch_rules_active', 'Rules in force.', () => pipeline.rules.rules.length);
-  gauge('burstwatch_open_panes', 'Panes held by the window engine.', () => pipeline.windows.openPanes);
-  gauge('burstwatch_watermark_seconds', 'Event-time watermark, epoch seconds.', () =>
-    Number.isFinite(pipeline.windows.watermark) ? pipeline.windows.watermark / 1000 : 0,
+  counter('burstwatch_late_records_total', 'Records whose pane was already sealed when they arrived (counted in no window).', () => stats.panes.late);
+  counter('burstwatch_late_merge_requests_total', 'Requests of pane partials that reached stage 2 after their pane was complete.', () =>
+    sum(service.windowTasks(), (t) => t.assembler.stats.lateRequests),
   );
-  if (clickhouse) {
-    counter('burstwatch_clickhouse_rows_total', 'Rows inserted into ClickHouse.', () =>
-      Object.values(clickhouse.stats.inserted).reduce((a, b) => a + b, 0),
-    );
-    counter('burstwatch_clickhouse_retries_total', 'ClickHouse operations retried.', () => clickhouse.stats.retries);
-  }
-  if (edgeRules) counter('burstwatch_rule_messages_total', 'Messages published to the edge-rule topic.', () => edgeRules.published);
+  counter('burstwatch_replayed_records_total', 'Input records re-read after a restart whose panes were already handed on.', () => stats.panes.replayed);
+  counter('burstwatch_pane_partials_total', 'Entity pane partials handed to the repartition topic.', () => stats.panes.partials);
+  counter('burstwatch_pane_evictions_total', 'Entities evicted from a pane by windows.max_entities_per_pane.', () =>
+    stats.panes.evicted.entities + stats.windows.evicted.entities,
+  );
+  counter('burstwatch_pane_evicted_requests_total', 'Requests carried by entities evicted from panes.', () =>
+    stats.panes.evicted.requests + stats.windows.evicted.requests,
+  );
+  counter('burstwatch_windows_closed_total', 'Windows closed by the watermark (per stage-2 partition).', () => stats.windows.windowsClosed);
+  counter('burstwatch_verdicts_total', 'Verdicts produced (scored entity windows).', () => stats.windows.verdicts);
+  counter('burstwatch_anomalous_verdicts_total', 'Verdicts decided anomalous.', () => stats.windows.anomalous);
+  counter('burstwatch_changelog_records_total', 'State records written to the changelog topics.', () => stats.windows.changelogRecords);
+  counter('burstwatch_entity_evictions_total', 'Entities evicted from detector state by the cap.', () => sum(service.windowTasks(), (t) => t.scorer.evictions));
+  counter('burstwatch_transactions_total', 'Kafka transactions committed (output, checkpoint and offsets together), by stage.', () =>
+    service.panes.stats.transactions + service.windows.stats.transactions + service.rules.stats.transactions,
+  );
+  counter('burstwatch_state_restores_total', 'Partition tasks built from a checkpoint (start, rebalance).', () =>
+    service.panes.stats.restores + service.windows.stats.restores + service.rules.stats.restores,
+  );
+  counter('burstwatch_rule_windows_total', 'Windows decided by the rules stage.', () => stats.rules.windows);
+  gauge('burstwatch_rules_active', 'Rules in force.', () => service.ruleTask()?.rules.rules.length ?? 0);
+  gauge('burstwatch_open_panes', 'Panes open in stage 1 plus panes waiting in stage 2.', () =>
+    sum(service.paneTasks(), (t) => t.builder.openPanes) + sum(service.windowTasks(), (t) => t.assembler.pendingPanes),
+  );
+  gauge('burstwatch_window_entities', 'Entities held inside open windows.', () => sum(service.windowTasks(), (t) => t.assembler.trackedEntities));
+  gauge('burstwatch_watermark_seconds', 'Event-time watermark of stage 1 (minimum over its partitions), epoch seconds.', () => {
+    const wms = service.paneTasks().map((t) => t.builder.watermark).filter((x) => Number.isFinite(x));
+    return wms.length > 0 ? Math.min(...wms) / 1000 : 0;
+  });
+  counter('burstwatch_clickhouse_rows_total', 'Rows inserted into ClickHouse.', () => Object.values(clickhouse.stats.inserted).reduce((a, b) => a + b, 0));
+  counter('burstwatch_clickhouse_retries_total', 'ClickHouse operations retried.', () => clickhouse.stats.retries);
+  counter('burstwatch_rule_messages_total', 'Messages published to the edge-rule topic.', () => edgeRules.published);
   return registry;
 }
 

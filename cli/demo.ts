@@ -88,19 +88,18 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   const runProgress = new Progress('pipeline', total, 'messages');
   const started = Date.now();
   for (;;) {
-    const w = service.pipeline.windows;
-    runProgress.update(service.source.stats.messages);
-    if (service.source.stats.messages >= total && w.openPanes === 0 && !w.hasReady()) break;
-    if (service.source.fatal) throw service.source.fatal;
+    runProgress.update(service.stats.panes.messages);
+    if (service.settled(total)) break;
+    if (service.fatal()) throw service.fatal();
     if (Date.now() - started > 10 * 60_000) throw new Error('the demo pipeline did not finish within 10 minutes');
     await new Promise((r) => setTimeout(r, 250));
   }
-  runProgress.stop(service.source.stats.messages);
+  runProgress.stop(service.stats.panes.messages);
   await service.stop();
   const secs = (Date.now() - started) / 1000;
-  const t = service.pipeline.totals;
-  say(`   ${service.source.stats.decoded} records in ${secs.toFixed(1)} s; ${t.windows} windows closed; ${t.verdicts} verdicts (${t.anomalous} anomalous); ` +
-      `${t.ruleUpserts} rule upserts, ${t.ruleDeletes} expiries; ${service.source.stats.deadLettered} messages dead-lettered ` +
+  const s = service.stats;
+  say(`   ${s.panes.decoded} records in ${secs.toFixed(1)} s; ${s.rules.windows} windows decided; ${s.windows.verdicts} verdicts (${s.windows.anomalous} anomalous); ` +
+      `${s.rules.upserts} rule upserts, ${s.rules.deletes} expiries; ${s.panes.deadLettered} messages dead-lettered ` +
       `(${[...service.deadLetter.counts].map(([r, n]) => `${r}: ${n}`).join(', ')})`);
 
   const ch = createClient({ url: endpoints.clickhouseUrl });

@@ -3,10 +3,15 @@ import type { Server } from 'node:http';
 import type { Config } from '../config.js';
 import { DeadLetterSink } from '../consumers/dead-letter.js';
 import { createKafka } from '../consumers/kafka-client.js';
-import { KafkaSource } from '../consumers/kafka-source.js';
+import { PaneTask, paneStageStats, type PaneStageStats } from '../consumers/pane-stage.js';
+import { ensureInternalTopics, internalTopics, stageGroups } from '../consumers/topology.js';
+import { TransactionalStage } from '../consumers/transactional-stage.js';
+import { WindowTask, windowStageStats, type WindowStageStats } from '../consumers/window-stage.js';
+import { RuleTask, ruleStageStats, type RuleStageStats } from '../rules/rule-stage.js';
+import type { Kafka } from 'kafkajs';
 import { logger } from '../logger.js';
 import { createMetrics, serveMetrics } from '../metrics.js';
-import { Pipeline } from '../pipeline.js';
+import { packageVersion } from '../pipeline.js';
 import { RequestLogDecoder, type WireEncoding } from '../schemas/codec.js';
 import { loadSchema } from '../schemas/index.js';
 import { SchemaRegistryClient } from '../schemas/registry.js';
@@ -14,14 +19,32 @@ import { ClickHouseSink } from '../sinks/clickhouse.js';
 import { EdgeRuleSink } from '../sinks/edge-rules.js';
 import avro from 'avsc';
 
-/** A running live service. */
+/** A running live service: the three stages of docs/scaling.md §4 in one process. */
 export interface Service {
-  pipeline: Pipeline;
-  source: KafkaSource;
+  config: Config;
+  /** Stage 1: input partitions → panes → repartition topic. */
+  panes: TransactionalStage;
+  /** Stage 2: repartition partitions → windows → scores → ClickHouse, verdicts to the rules stage. */
+  windows: TransactionalStage;
+  /** Rules stage: window verdicts → rules → edge-rule topic and ClickHouse. */
+  rules: TransactionalStage;
+  stats: { panes: PaneStageStats; windows: WindowStageStats; rules: RuleStageStats };
   clickhouse: ClickHouseSink;
   edgeRules: EdgeRuleSink;
   deadLetter: DeadLetterSink;
-  /** Stops fetching, finishes the batch in hand, flushes, commits and disconnects. */
+  /** Stage-1 and stage-2 tasks now live in this process. */
+  paneTasks(): PaneTask[];
+  windowTasks(): WindowTask[];
+  ruleTask(): RuleTask | null;
+  /**
+   * Whether everything this process has read has gone all the way through: no open pane, no
+   * partial or window verdict in flight between the stages, no window waiting. With
+   * `inputMessages`, also that stage 1 has read that many input messages.
+   */
+  settled(inputMessages?: number): boolean;
+  /** An error that stopped a stage for good, if any. */
+  fatal(): unknown;
+  /** Stops fetching, finishes the batches in hand, flushes, commits and disconnects. */
   stop(): Promise<void>;
 }
 
@@ -48,9 +71,10 @@ export function createDecoder(config: Config): RequestLogDecoder {
 }
 
 /**
- * Starts the live service: Kafka in; ClickHouse, the edge-rule topic and the dead-letter topic
- * out; metrics on `metrics.port`. Everything is connected (tables and topics created) before
- * the first record is read.
+ * Starts the live service: three consumer-group stages joined by internal topics
+ * (docs/scaling.md §4), ClickHouse and the edge-rule and dead-letter topics out, metrics on
+ * `metrics.port`. Every topic and table is created before the first record is read. Any
+ * number of processes may run this with the same config: the groups share the partitions.
  */
 export async function startService(config: Config): Promise<Service> {
   loadSchema('request-log.avsc'); // fail early if the package is incomplete
@@ -60,34 +84,114 @@ export async function startService(config: Config): Promise<Service> {
   const deadLetter = new DeadLetterSink(kafka, config.dead_letter);
   // Late records go to their own topic (same retention and layout as the dead letters) when configured.
   const late = config.windows.late_topic ? new DeadLetterSink(kafka, { ...config.dead_letter, topic: config.windows.late_topic }) : null;
-  const pipeline = new Pipeline(config, [clickhouse, edgeRules]);
-  await pipeline.connect();
+  await clickhouse.connect();
+  await edgeRules.connect();
   await deadLetter.connect();
   await late?.connect();
-  const source = new KafkaSource(kafka, config, createDecoder(config), deadLetter, pipeline, Date.now, late);
+  const t = internalTopics(config.topology, config.input.group_id);
+  const repartitions = await ensureInternalTopics(kafka, config.topology, t);
+  const groups = stageGroups(config.input.group_id);
+  const version = packageVersion();
+  const stats = { panes: paneStageStats(), windows: windowStageStats(), rules: ruleStageStats() };
+  const paneCtx = { config, decoder: createDecoder(config), deadLetter, late, repartitionTopic: t.repartition, repartitions, stats: stats.panes };
+  const windowCtx = { kafka, config, sinks: [clickhouse], changelogTopic: t.changelog, verdictTopic: t.verdicts, pipelineVersion: version, stats: stats.windows };
+  const ruleCtx = { kafka, config: config.rules, repartitions, changelogTopic: t.rulesChangelog, sinks: [edgeRules, clickhouse], stats: stats.rules };
+
+  await waitForTopic(kafka, config.input.topic);
+  const panes = new TransactionalStage(kafka, {
+    name: 'panes',
+    groupId: groups.panes,
+    topic: config.input.topic,
+    transactionalIdPrefix: `${groups.panes}-panes`,
+    maxBytesPerPartition: config.input.max_bytes_per_partition,
+    createTask: (p, committed) => Promise.resolve(new PaneTask(p, committed, paneCtx)),
+    beforeCommit: async () => {
+      await deadLetter.flush();
+      await late?.flush();
+    },
+  });
+  const windows = new TransactionalStage(kafka, {
+    name: 'windows',
+    groupId: groups.windows,
+    topic: t.repartition,
+    transactionalIdPrefix: `${groups.windows}`,
+    createTask: (r, committed) => WindowTask.create(r, committed, windowCtx),
+    beforeCommit: () => clickhouse.flush(),
+  });
+  const rules = new TransactionalStage(kafka, {
+    name: 'rules',
+    groupId: groups.rules,
+    topic: t.verdicts,
+    transactionalIdPrefix: `${groups.rules}`,
+    createTask: () => RuleTask.create(ruleCtx),
+    beforeCommit: async () => {
+      await edgeRules.flush();
+      await clickhouse.flush();
+    },
+  });
+  const paneTasks = (): PaneTask[] => [...panes.liveTasks.values()] as PaneTask[];
+  const windowTasks = (): WindowTask[] => [...windows.liveTasks.values()] as WindowTask[];
+  const ruleTask = (): RuleTask | null => (rules.liveTasks.get(0) as RuleTask | undefined) ?? null;
   let server: Server | null = null;
-  if (config.metrics.port > 0) {
-    const registry = createMetrics({ source, pipeline, deadLetter, clickhouse, edgeRules });
-    server = await serveMetrics(registry, config.metrics.host, config.metrics.port, () => source.ready);
-    logger.info({ url: `http://${config.metrics.host}:${config.metrics.port}/metrics` }, 'metrics served');
-  }
-  await source.start();
-  let stopping: Promise<void> | null = null;
-  return {
-    pipeline,
-    source,
+  const service: Service = {
+    config,
+    panes,
+    windows,
+    rules,
+    stats,
     clickhouse,
     edgeRules,
     deadLetter,
-    stop: () => {
-      stopping ??= (async () => {
-        await source.stop();
-        await pipeline.close();
-        await deadLetter.close();
-        await late?.close();
-        await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-      })();
-      return stopping;
+    paneTasks,
+    windowTasks,
+    ruleTask,
+    settled: (inputMessages?: number) => {
+      if (inputMessages !== undefined && stats.panes.messages < inputMessages) return false;
+      if (paneTasks().some((task) => task.builder.openPanes > 0)) return false;
+      if (stats.windows.received < stats.panes.partials + stats.panes.markers) return false;
+      if (windowTasks().some((task) => task.assembler.heldPanes + task.assembler.pendingPanes > 0)) return false;
+      if (stats.rules.received < stats.windows.messagesSent) return false;
+      return (ruleTask()?.pendingWindows ?? 0) === 0;
     },
+    fatal: () => panes.fatal ?? windows.fatal ?? rules.fatal,
+    stop: () => stopping(),
   };
+  let stopPromise: Promise<void> | null = null;
+  const stopping = (): Promise<void> =>
+    (stopPromise ??= (async () => {
+      await panes.stop();
+      await windows.stop();
+      await rules.stop();
+      await clickhouse.close();
+      await edgeRules.close();
+      await deadLetter.close();
+      await late?.close();
+      await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    })());
+  service.stop = stopping;
+  if (config.metrics.port > 0) {
+    const registry = createMetrics(service);
+    server = await serveMetrics(registry, config.metrics.host, config.metrics.port, () => panes.ready && windows.ready && rules.ready);
+    logger.info({ url: `http://${config.metrics.host}:${config.metrics.port}/metrics` }, 'metrics served');
+  }
+  await rules.start();
+  await windows.start();
+  await panes.start();
+  return service;
+}
+
+/** Waits for the input topic to exist (a pipeline may create it after burstwatch starts). */
+async function waitForTopic(kafka: Kafka, topic: string): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    let warned = false;
+    while (!(await admin.listTopics()).includes(topic)) {
+      if (!warned) logger.warn({ topic }, 'input topic does not exist yet; waiting for it to be created');
+      warned = true;
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  } finally {
+    await admin.disconnect();
+  }
 }

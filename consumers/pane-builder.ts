@@ -46,6 +46,15 @@ export class PaneBuilder {
     return this.sealedBelow;
   }
 
+  /**
+   * Restores the progress checkpointed with the committed offset: panes before `sealedThrough`
+   * were handed on already, and `watermark` was the largest event time seen.
+   */
+  restore(sealedThrough: number, watermark: number): void {
+    if (sealedThrough > this.sealedBelow) this.sealedBelow = sealedThrough;
+    if (watermark > this.watermark) this.watermark = watermark;
+  }
+
   /** Panes held open. */
   get openPanes(): number {
     return this.open.size;

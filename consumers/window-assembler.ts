@@ -9,6 +9,9 @@ export interface ClosedWindow {
   rows: WindowAggregateRow[];
 }
 
+/** Most empty windows emitted for one gap in the data: more than any detector's history, after which every entity is quiet. */
+const GAP_WINDOWS = 1_000;
+
 interface Item {
   pane: number;
   agg: EntityAggregate;
@@ -97,6 +100,13 @@ export interface AssemblerStats {
   lateRequests: number;
 }
 
+/** Checkpointed progress of a {@link WindowAssembler} (null stands for -Infinity). */
+export interface AssemblerProgress {
+  complete: number | null;
+  next: number | null;
+  sources: Record<string, { sealed: number | null; idle: boolean }>;
+}
+
 interface SourceState {
   sealedThrough: number;
   idle: boolean;
@@ -116,6 +126,8 @@ export class WindowAssembler {
   private readonly slides: Record<EntityType, Map<string, EntitySlide>> = { asn: new Map(), ja4: new Map(), asn_ja4: new Map() };
   /** Every pane starting before this has been slid into the windows. */
   private completeBelow = Number.NEGATIVE_INFINITY;
+  /** Whether a window with data has been closed (gaps are filled only after one). */
+  private emittedData = false;
   /** Starts of the panes slid into the windows and not yet evicted, ascending. */
   private held: number[] = [];
   /** Start of the oldest window not yet closed. */
@@ -142,6 +154,30 @@ export class WindowAssembler {
     this.advance();
   }
 
+  /** Progress to checkpoint: the complete bound, the next window and every source's sealed bound. */
+  progressSnapshot(): AssemblerProgress {
+    const fin = (x: number): number | null => (Number.isFinite(x) ? x : null);
+    const sources: AssemblerProgress['sources'] = {};
+    for (const [p, st] of this.sources) sources[p] = { sealed: fin(st.sealedThrough), idle: st.idle };
+    return { complete: fin(this.completeBelow), next: fin(this.nextWindowStart), sources };
+  }
+
+  /**
+   * Restores {@link progressSnapshot} into a fresh assembler, before the partials of the open
+   * windows are re-read. Panes from the next window on are rebuilt from the re-read partials,
+   * so nothing may complete them early: every source's bound is capped at that window's start
+   * until the re-read progress markers (which follow those partials, as they did the first
+   * time) raise it again.
+   */
+  restoreProgress(p: AssemblerProgress): void {
+    const num = (x: number | null): number => x ?? Number.NEGATIVE_INFINITY;
+    const next = num(p.next);
+    this.nextWindowStart = Math.max(this.nextWindowStart, next);
+    this.emittedData = Number.isFinite(next);
+    this.completeBelow = Math.max(this.completeBelow, Math.min(num(p.complete), next));
+    for (const [k, st] of Object.entries(p.sources)) this.sources.set(Number(k), { sealedThrough: Math.min(num(st.sealed), next), idle: st.idle });
+  }
+
   /** Every pane before this bound is in the windows. */
   get completeThrough(): number {
     return this.completeBelow;
@@ -150,6 +186,13 @@ export class WindowAssembler {
   /** Panes waiting for other sources. */
   get pendingPanes(): number {
     return this.pending.size;
+  }
+
+  /** Whether every known source is idle. */
+  get allSourcesIdle(): boolean {
+    if (this.sources.size === 0) return false;
+    for (const s of this.sources.values()) if (!s.idle) return false;
+    return true;
   }
 
   /** Panes inside windows not yet closed. */
@@ -264,18 +307,36 @@ export class WindowAssembler {
     while (this.nextWindowStart + this.sizeMs <= end) {
       const first = this.held[0];
       if (first === undefined) {
-        // Nothing held: no window ending by `end` has data; jump.
-        this.nextWindowStart = Math.max(this.nextWindowStart, end - this.sizeMs + this.slideMs);
+        // Nothing held: no window ending by `end` has data.
+        this.skipTo(Math.max(this.nextWindowStart, end - this.sizeMs + this.slideMs));
         return;
       }
-      // Skip runs of empty windows (before the data, or gaps in event time) in one step.
+      // Runs of empty windows (before the data, or gaps in event time) are skipped in one step.
       const s = Math.max(this.nextWindowStart, first - this.sizeMs + this.slideMs);
       if (s + this.sizeMs > end) {
-        this.nextWindowStart = s;
+        this.skipTo(s);
         return;
       }
+      this.skipTo(s);
       this.closeWindow(s);
     }
+  }
+
+  /**
+   * Moves the next window to `next`. Windows skipped after the first one are emitted without
+   * rows (up to {@link GAP_WINDOWS}), so that every entity's detector sees each window of a
+   * gap as a zero, whichever partition of a scaled-out stage 2 holds it: a partition skips the
+   * windows in which only other partitions had data.
+   */
+  private skipTo(next: number): void {
+    if (!(next > this.nextWindowStart)) return;
+    if (this.emittedData) {
+      const stop = Math.min(next, this.nextWindowStart + GAP_WINDOWS * this.slideMs);
+      for (let s = this.nextWindowStart; s < stop; s += this.slideMs) {
+        this.ready.push({ windowStart: s, windowEnd: s + this.sizeMs, rows: [] });
+      }
+    }
+    this.nextWindowStart = next;
   }
 
   /**
@@ -308,6 +369,7 @@ export class WindowAssembler {
       for (const [e, a] of entries) rows.push(a.toRow(e, start, end));
     }
     this.ready.push({ windowStart: start, windowEnd: end, rows });
+    this.emittedData = true;
     this.stats.windowsClosed++;
     this.nextWindowStart = start + this.slideMs;
     while (this.held.length > 0 && (this.held[0] as number) < this.nextWindowStart) this.held.shift();

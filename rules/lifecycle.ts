@@ -34,6 +34,74 @@ export type RuleChange =
   | { op: 'upsert'; at: number; rule: EdgeRule }
   | { op: 'delete'; at: number; rule: EdgeRule; why: 'expired' };
 
+/** An {@link EdgeRule} as the lifecycle holds it, validated when restored from a checkpoint. */
+const edgeRuleSchema = z
+  .object({
+    rule_id: z.string().min(1),
+    match: z
+      .object({
+        asn: z.number().int().nonnegative().optional(),
+        ja4: z.string().optional(),
+        country: z.string().optional(),
+        host: z.string().optional(),
+        client_ip: z.string().optional(),
+        user_agent: z.string().optional(),
+      })
+      .strict()
+      .refine((m) => Object.keys(m).length > 0, { message: 'at least one match key must be set' }),
+    action: z.enum(['challenge', 'block', 'rate_limit', 'log']),
+    mode: z.enum(['enforce', 'shadow']),
+    created_at: z.number().int(),
+    updated_at: z.number().int(),
+    expires_at: z.number().int(),
+    score: z.number().min(0).max(1),
+    reason: z.string(),
+    rate_limit_rps: z.number().positive().nullable(),
+    verdict_id: z.string().nullable(),
+    entity_type: z.enum(['asn', 'ja4', 'asn_ja4']).nullable(),
+    entity: z.string().nullable(),
+  })
+  .strict()
+  .refine((r) => r.entity_type === null || r.entity === null || r.rule_id === ruleIdOf(r.entity_type, r.entity), {
+    message: 'rule_id must be ruleIdOf(entity_type, entity), or renewals would not find the rule',
+    path: ['rule_id'],
+  });
+
+/** Checkpoint form of a {@link RuleLifecycle}: the rules in force, in the order they were first created. */
+export interface RuleLifecycleJSON {
+  v: 1;
+  rules: EdgeRule[];
+}
+
+function malformed(where: string, message: string): never {
+  throw new TypeError(`RuleLifecycle.${where}: ${message}`);
+}
+
+function parseRule(where: string, v: unknown): EdgeRule {
+  const r = edgeRuleSchema.safeParse(v);
+  if (!r.success) malformed(where, r.error.issues.map((i) => `${i.path.length > 0 ? i.path.join('.') : '(rule)'}: ${i.message}`).join('; '));
+  const d = r.data;
+  // Only the keys that are set, and every key in the order onWindow writes them: a restored rule
+  // serialises to the same bytes as the one checkpointed.
+  const match: RuleMatch = {};
+  for (const [k, x] of Object.entries(d.match)) if (x !== undefined) (match as Record<string, unknown>)[k] = x;
+  return {
+    rule_id: d.rule_id,
+    match,
+    action: d.action,
+    mode: d.mode,
+    created_at: d.created_at,
+    updated_at: d.updated_at,
+    expires_at: d.expires_at,
+    score: d.score,
+    reason: d.reason,
+    rate_limit_rps: d.rate_limit_rps,
+    verdict_id: d.verdict_id,
+    entity_type: d.entity_type,
+    entity: d.entity,
+  };
+}
+
 /** The match of an entity: the most specific equality constraints it stands for. */
 export function matchOf(entityType: EntityType, entity: string): RuleMatch {
   if (entityType === 'asn') return { asn: Number(entity) };
@@ -53,6 +121,11 @@ export function ruleIdOf(entityType: EntityType, entity: string): string {
  * watermark passes its expiry. When an asn×ja4 pair is anomalous, no separate rule is made in
  * that window for its whole ASN or whole fingerprint: the pair is the narrower match that
  * covers the burst. Pure state machine in event time; no clock, no I/O.
+ *
+ * Its whole state is the rules in force ({@link toJSON}, or per rule {@link ruleState}); the
+ * allowlist and the rest of the configuration come from the config, and the counters are
+ * metrics only. The {@link RuleChange}s it returns are themselves a complete changelog: an
+ * upsert carries the rule as now held, a delete removes it.
  */
 export class RuleLifecycle {
   private readonly active = new Map<string, EdgeRule>();
@@ -148,6 +221,60 @@ export class RuleLifecycle {
   /** End of input (replay): every rule still in force expires at its own time. */
   expireAll(): RuleChange[] {
     return this.onWatermark(Number.POSITIVE_INFINITY);
+  }
+
+  /** JSON-safe snapshot of everything that affects future decisions ({@link RuleLifecycleJSON}). */
+  toJSON(): RuleLifecycleJSON {
+    return { v: 1, rules: this.rules.map((r) => structuredClone(r)) };
+  }
+
+  /** A lifecycle with `config`, restored from {@link toJSON} output; throws a TypeError naming what is wrong. */
+  static fromJSON(config: RuleLifecycleConfig, v: unknown): RuleLifecycle {
+    const rl = new RuleLifecycle(config);
+    rl.restore(v);
+    return rl;
+  }
+
+  /**
+   * Replaces the rules in force with those of a {@link toJSON} snapshot; throws a TypeError
+   * naming what is wrong, and then changes nothing. Rules past their expiry are kept: the next
+   * watermark deletes them, with their tombstones.
+   */
+  restore(v: unknown): void {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) malformed('restore', 'expected an object');
+    const o = v as Record<string, unknown>;
+    for (const k of Object.keys(o)) if (k !== 'v' && k !== 'rules') malformed('restore', `unknown key '${k}'`);
+    if (o.v !== 1) malformed('restore', `unsupported version 'v': ${JSON.stringify(o.v)} (expected 1)`);
+    if (!Array.isArray(o.rules)) malformed('restore', "'rules' must be an array");
+    const active = new Map<string, EdgeRule>();
+    o.rules.forEach((x, i) => {
+      const rule = parseRule(`restore: rules[${i}]`, x);
+      if (active.has(rule.rule_id)) malformed('restore', `rules[${i}] repeats rule_id '${rule.rule_id}'`);
+      active.set(rule.rule_id, rule);
+    });
+    this.active.clear();
+    for (const [id, rule] of active) this.active.set(id, rule);
+  }
+
+  /** Snapshot of one rule in force, or null: the value of the rule's key on a compacted topic. */
+  ruleState(ruleId: string): EdgeRule | null {
+    const r = this.active.get(ruleId);
+    return r ? structuredClone(r) : null;
+  }
+
+  /**
+   * Installs one rule from {@link ruleState} or an upsert, replacing the rule of the same id;
+   * throws a TypeError naming what is wrong. Restoring rule by rule, in any order, gives the
+   * same decisions as {@link restore} (only the order of {@link rules} may differ).
+   */
+  restoreRule(rule: unknown): void {
+    const r = parseRule('restoreRule', rule);
+    this.active.set(r.rule_id, r);
+  }
+
+  /** Drops a rule without a tombstone (its entity moved to another process). Returns whether it was in force. */
+  forgetRule(ruleId: string): boolean {
+    return this.active.delete(ruleId);
   }
 }
 

@@ -1,0 +1,336 @@
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, Producer } from 'kafkajs';
+import { BurstwatchError } from '../errors.js';
+import { logger } from '../logger.js';
+
+/** Messages a task wants written in the same transaction as its input offset. */
+export interface StageOutput {
+  send(topic: string, messages: Message[]): void;
+  /** Messages queued so far. */
+  readonly size: number;
+}
+
+/** Where a partition's committed progress stands: the offset to resume from and the metadata stored with it. */
+export interface CommittedPoint {
+  /** Next offset to read, or -1 when the group has committed nothing for the partition. */
+  offset: number;
+  metadata: string | null;
+}
+
+/** The state of one input partition of a stage: restored from its checkpoint, fed batches, checkpointed. */
+export interface StageTask {
+  /** Handles the messages of a batch (in offset order); `lagging` says more are waiting. */
+  handle(messages: KafkaMessage[], out: StageOutput, nowMs: number, lagging: boolean): Promise<void>;
+  /** Wall-clock tick (live idleness); optional. */
+  tick?(nowMs: number, out: StageOutput): Promise<void>;
+  /** The offset to commit (the oldest message the state still needs) and its metadata. */
+  commitPoint(): CommittedPoint;
+}
+
+/** Settings of a {@link TransactionalStage}. */
+export interface StageSettings {
+  /** For logs and transactional ids. */
+  name: string;
+  groupId: string;
+  topic: string;
+  /** Prefix of the per-partition transactional ids: `<prefix>-<partition>`. */
+  transactionalIdPrefix: string;
+  maxBytesPerPartition?: number;
+  /** Builds (and restores) the task of a partition from its committed point. */
+  createTask(partition: number, committed: CommittedPoint): Promise<StageTask>;
+  /** Makes every side effect outside Kafka durable (ClickHouse, dead letters) before offsets commit. */
+  beforeCommit(): Promise<void>;
+  /** Period of {@link StageTask.tick}, ms; 0 for none. Default 1 000. */
+  tickMs?: number;
+}
+
+/** Counters of a stage. */
+export interface StageStats {
+  batches: number;
+  messages: number;
+  transactions: number;
+  restores: number;
+}
+
+/**
+ * A consumer-group stage whose output and input offsets are committed atomically, Kafka
+ * Streams style: each input partition has its own task (state) and its own transactional
+ * producer (`<prefix>-<partition>`, so a new owner of the partition fences the old one). A
+ * batch's output messages, its offset and the task's checkpoint metadata go in one
+ * transaction, after `beforeCommit` has made the non-Kafka side effects durable.
+ *
+ * On every rebalance the tasks are dropped and rebuilt from the committed point: state is
+ * exactly the last checkpoint plus what is re-read after it, whoever owned it before.
+ */
+export class TransactionalStage {
+  private consumer: Consumer | null = null;
+  private readonly tasks = new Map<number, StageTask>();
+  private readonly producers = new Map<number, Producer>();
+  private assigned = new Set<number>();
+  private chain: Promise<void> = Promise.resolve();
+  /** The last point committed (or read at restore) per partition: where a failed task starts again. */
+  private readonly committedPoints = new Map<number, CommittedPoint>();
+  private readonly failures = new Map<number, number>();
+  private timer: NodeJS.Timeout | null = null;
+  private stopping = false;
+  private failure: unknown = null;
+  readonly stats: StageStats = { batches: 0, messages: 0, transactions: 0, restores: 0 };
+  /** True once the group is joined. */
+  ready = false;
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly settings: StageSettings,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  /** Partitions this member owns now. */
+  get partitions(): readonly number[] {
+    return [...this.assigned].sort((a, b) => a - b);
+  }
+
+  /** The live tasks (for metrics). */
+  get liveTasks(): ReadonlyMap<number, StageTask> {
+    return this.tasks;
+  }
+
+  /** An error that stopped the stage for good, if any. */
+  get fatal(): unknown {
+    return this.failure;
+  }
+
+  async start(): Promise<void> {
+    const { groupId, topic } = this.settings;
+    const consumer = this.kafka.consumer({
+      groupId,
+      maxBytesPerPartition: this.settings.maxBytesPerPartition ?? 10 * 1024 * 1024,
+      allowAutoTopicCreation: false,
+      readUncommitted: false,
+    });
+    this.consumer = consumer;
+    consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      const assigned = new Set<number>(e.payload.memberAssignment[topic] ?? []);
+      void this.serial(async () => {
+        // State restarts from the committed checkpoint after every rebalance.
+        this.tasks.clear();
+        for (const [p, producer] of this.producers) {
+          if (!assigned.has(p)) {
+            this.producers.delete(p);
+            await producer.disconnect().catch(() => undefined);
+          }
+        }
+        this.assigned = assigned;
+        this.ready = true;
+        logger.info({ stage: this.settings.name, topic, partitions: this.partitions }, 'partitions assigned');
+      });
+    });
+    consumer.on(consumer.events.CRASH, (e) => {
+      logger.error({ stage: this.settings.name, err: e.payload.error?.message, restart: e.payload.restart }, 'consumer crashed');
+      if (!e.payload.restart) this.failure = e.payload.error;
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      eachBatch: (payload) => this.serial(() => this.handleBatch(payload)),
+    });
+    const tickMs = this.settings.tickMs ?? 1000;
+    if (tickMs > 0) {
+      this.timer = setInterval(() => {
+        void this.serial(() => this.tick()).catch((err: unknown) => {
+          this.failure = err;
+          logger.error({ stage: this.settings.name, err: (err as Error).message }, 'stage tick failed');
+        });
+      }, tickMs);
+      this.timer.unref();
+    }
+  }
+
+  private serial(fn: () => Promise<void>): Promise<void> {
+    const next = this.chain.then(fn);
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  private async producerFor(partition: number): Promise<Producer> {
+    let p = this.producers.get(partition);
+    if (!p) {
+      p = this.kafka.producer({
+        transactionalId: `${this.settings.transactionalIdPrefix}-${partition}`,
+        idempotent: true,
+        maxInFlightRequests: 1,
+        allowAutoTopicCreation: false,
+      });
+      await p.connect();
+      this.producers.set(partition, p);
+    }
+    return p;
+  }
+
+  private async taskFor(partition: number): Promise<StageTask> {
+    let task = this.tasks.get(partition);
+    if (task) return task;
+    const admin = this.kafka.admin();
+    await admin.connect();
+    let committed: CommittedPoint = { offset: -1, metadata: null };
+    try {
+      const [t] = await admin.fetchOffsets({ groupId: this.settings.groupId, topics: [this.settings.topic] });
+      const p = t?.partitions.find((x) => x.partition === partition);
+      if (p) committed = { offset: Number(p.offset), metadata: p.metadata ?? null };
+    } finally {
+      await admin.disconnect();
+    }
+    this.committedPoints.set(partition, committed);
+    task = await this.settings.createTask(partition, committed);
+    this.tasks.set(partition, task);
+    this.stats.restores++;
+    return task;
+  }
+
+  private async handleBatch({ batch, heartbeat, isStale, isRunning, resolveOffset }: EachBatchPayload): Promise<void> {
+    if (this.stopping || isStale() || !isRunning() || !this.assigned.has(batch.partition)) return;
+    const partition = batch.partition;
+    const fresh = !this.tasks.has(partition);
+    const task = await this.taskFor(partition);
+    await heartbeat();
+    const from = (this.committedPoints.get(partition) as CommittedPoint).offset;
+    const first = batch.messages[0] ? Number(batch.messages[0].offset) : Number.POSITIVE_INFINITY;
+    if (fresh && from >= 0 && first > from) {
+      // A task restored from a checkpoint must read from the checkpoint's offset, which the
+      // consumer's position may have passed (after a failed transaction, say).
+      this.consumer?.seek({ topic: this.settings.topic, partition, offset: String(from) });
+      return;
+    }
+    const messages = from >= 0 ? batch.messages.filter((m) => Number(m.offset) >= from) : batch.messages;
+    const out = new Outbox();
+    const lagging = Number(batch.lastOffset()) + 1 < Number(batch.highWatermark);
+    try {
+      await task.handle(messages, out, this.clock(), lagging);
+      await this.commit(partition, task, out);
+    } catch (err) {
+      await this.recover(partition, err);
+      return;
+    }
+    this.stats.batches++;
+    this.stats.messages += messages.length;
+    resolveOffset(batch.lastOffset());
+    await heartbeat();
+  }
+
+  /**
+   * After a failed batch or transaction: the task's memory is ahead of its checkpoint, so it is
+   * dropped with its producer, and the consumer goes back to the checkpoint's offset. Retried
+   * while the error is retriable, up to 5 times in a row.
+   */
+  private async recover(partition: number, err: unknown): Promise<void> {
+    const n = (this.failures.get(partition) ?? 0) + 1;
+    this.failures.set(partition, n);
+    this.tasks.delete(partition);
+    const producer = this.producers.get(partition);
+    this.producers.delete(partition);
+    await producer?.disconnect().catch(() => undefined);
+    const retriable = (err as { retriable?: boolean }).retriable !== false;
+    logger.warn({ stage: this.settings.name, partition, attempt: n, err: (err as Error).message }, 'batch failed; restarting the partition from its checkpoint');
+    if (!retriable || n > 5) throw err;
+    await new Promise((r) => setTimeout(r, Math.min(10_000, 200 * 2 ** n)));
+    const from = this.committedPoints.get(partition)?.offset ?? -1;
+    if (from >= 0) this.consumer?.seek({ topic: this.settings.topic, partition, offset: String(from) });
+    else await this.seekToStart(partition);
+  }
+
+  private async seekToStart(partition: number): Promise<void> {
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      const low = (await admin.fetchTopicOffsets(this.settings.topic)).find((o) => o.partition === partition)?.low ?? '0';
+      this.consumer?.seek({ topic: this.settings.topic, partition, offset: low });
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  private async tick(): Promise<void> {
+    if (this.stopping) return;
+    for (const [partition, task] of this.tasks) {
+      if (!task.tick) continue;
+      const out = new Outbox();
+      try {
+        await task.tick(this.clock(), out);
+        if (out.size > 0) await this.commit(partition, task, out);
+      } catch (err) {
+        await this.recover(partition, err);
+      }
+    }
+  }
+
+  /** Sends `out`, the task's offset and metadata in one transaction, after the outside effects are durable. */
+  private async commit(partition: number, task: StageTask, out: Outbox): Promise<void> {
+    await this.settings.beforeCommit();
+    const point = task.commitPoint();
+    if (out.size === 0 && point.offset < 0) return;
+    const producer = await this.producerFor(partition);
+    const txn = await producer.transaction();
+    try {
+      for (const [topic, messages] of out.byTopic) for (const chunk of chunks(messages)) await txn.send({ topic, messages: chunk, acks: -1 });
+      if (point.offset >= 0) {
+        await txn.sendOffsets({
+          consumerGroupId: this.settings.groupId,
+          topics: [{ topic: this.settings.topic, partitions: [{ partition, offset: String(point.offset), metadata: point.metadata } as never] }],
+        });
+      }
+      await txn.commit();
+      this.stats.transactions++;
+      this.failures.delete(partition);
+      if (point.offset >= 0) this.committedPoints.set(partition, point);
+    } catch (err) {
+      await txn.abort().catch(() => undefined);
+      throw new BurstwatchError(`${this.settings.name}: transaction for partition ${partition} failed: ${(err as Error).message}`, { cause: err, retriable: true });
+    }
+  }
+
+  /** Stops fetching, lets the batch in hand finish and commit, and disconnects. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    const consumer = this.consumer;
+    if (!consumer) return;
+    await this.serial(async () => undefined);
+    await consumer.stop();
+    await consumer.disconnect();
+    for (const p of this.producers.values()) await p.disconnect().catch(() => undefined);
+    this.producers.clear();
+    this.consumer = null;
+  }
+}
+
+/** Below the brokers' default message.max.bytes (1 MB) per record batch, with room for overhead. */
+const CHUNK_BYTES = 512 * 1024;
+
+function* chunks(messages: Message[]): Generator<Message[]> {
+  let chunk: Message[] = [];
+  let bytes = 0;
+  for (const m of messages) {
+    const size = (typeof m.value === 'string' ? Buffer.byteLength(m.value) : (m.value?.length ?? 0)) + 64;
+    if (chunk.length > 0 && bytes + size > CHUNK_BYTES) {
+      yield chunk;
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(m);
+    bytes += size;
+  }
+  if (chunk.length > 0) yield chunk;
+}
+
+class Outbox implements StageOutput {
+  readonly byTopic = new Map<string, Message[]>();
+  size = 0;
+  send(topic: string, messages: Message[]): void {
+    if (messages.length === 0) return;
+    const list = this.byTopic.get(topic);
+    if (list) list.push(...messages);
+    else this.byTopic.set(topic, [...messages]);
+    this.size += messages.length;
+  }
+}

@@ -50,7 +50,7 @@ export class Pipeline {
     readonly sinks: readonly PipelineSink[],
   ) {
     this.windows = new SlidingWindows(config.windows);
-    this.scorer = new EntityScorer(config.scorer, packageVersion());
+    this.scorer = new EntityScorer(config.scorer, packageVersion(), { trackChanges: false });
     this.rules = new RuleLifecycle(config.rules);
   }
 

@@ -113,7 +113,6 @@ export class WindowTask implements StageTask {
         task.scorer.restoreEntity(rest.slice(0, bar) as EntityType, rest.slice(bar + 1), JSON.parse(value.toString('utf8')));
       }
     }
-    task.scorer.takeChanges(); // restored state is already in the changelog
     if (committed.offset >= 0 && task.restoredThrough < 0) {
       logger.warn({ partition: r }, 'committed offset without a changelog checkpoint; starting the partition from empty state');
     }

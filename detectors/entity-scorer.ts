@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { EntityType, WindowAggregateRow } from '../consumers/aggregates.js';
 import type { ClosedWindow } from '../consumers/windows.js';
 import { decide, decisionPolicySchema } from './policy.js';
-import { RobustDeviation, robustDeviationOptionsSchema, type Deviation } from './robust-deviation.js';
+import { RobustDeviation, robustDeviationOptionsSchema, type Deviation, type RobustDeviationBaselineJSON } from './robust-deviation.js';
 import { verdictId, type Verdict } from './verdict.js';
 
 /** Configuration of the per-entity temporal scorer. */
@@ -32,16 +32,83 @@ const SECONDARY: { name: string; of: (r: WindowAggregateRow) => number; pct?: bo
 /** Per-window decay of an entity's traffic mass (half-life about 7 windows). */
 const MASS_DECAY = 0.9;
 
+const ENTITY_TYPES = ['asn', 'ja4', 'asn_ja4'] as const;
+
+/**
+ * Checkpoint form of one entity's state (a value of the scorer's changelog topic, keyed by
+ * entity type and entity). `seq` is the entity's admission order, which breaks ties of `mass`
+ * when evicting; `secondary` is keyed by feature name.
+ */
+export interface EntityStateJSON {
+  v: 1;
+  /** Admission order among the entities of the scorer that wrote it (an integer ≥ 0). */
+  seq: number;
+  /** Decayed requests per window. */
+  mass: number;
+  /** Baseline of the request count. */
+  requests: RobustDeviationBaselineJSON;
+  /** Baselines of the secondary features, by name (unique_ips, requests_per_ip_max, …). */
+  secondary: Record<string, RobustDeviationBaselineJSON>;
+}
+
+/** One entry of {@link EntityScorer.takeChanges}: `state` null is a tombstone (the entity was dropped). */
+export interface EntityChange {
+  type: EntityType;
+  entity: string;
+  state: EntityStateJSON | null;
+}
+
 class EntityState {
   /** Exponentially decayed requests per window: what eviction keeps the heaviest of. */
   mass = 0;
-  readonly requests: RobustDeviation;
-  readonly secondary: RobustDeviation[];
-  constructor(options: EntityScorerConfig['robust_deviation']) {
-    this.requests = new RobustDeviation(options);
+  constructor(
+    /** Admission order: eviction sorts by mass, then by this, which a restored map's order cannot give. */
+    readonly seq: number,
+    readonly requests: RobustDeviation,
+    readonly secondary: RobustDeviation[],
+  ) {}
+
+  static fresh(seq: number, options: EntityScorerConfig['robust_deviation']): EntityState {
     const plain = { ...options, noise_floor: 'none' as const };
-    this.secondary = SECONDARY.map(() => new RobustDeviation(plain));
+    return new EntityState(seq, new RobustDeviation(options), SECONDARY.map(() => new RobustDeviation(plain)));
   }
+
+  toJSON(): EntityStateJSON {
+    const secondary: Record<string, RobustDeviationBaselineJSON> = {};
+    SECONDARY.forEach((f, i) => (secondary[f.name] = (this.secondary[i] as RobustDeviation).baselineJSON()));
+    return { v: 1, seq: this.seq, mass: this.mass, requests: this.requests.baselineJSON(), secondary };
+  }
+
+  static fromJSON(v: unknown, options: EntityScorerConfig['robust_deviation']): EntityState {
+    const W = 'EntityScorer.restoreEntity';
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) malformed(W, 'expected an object');
+    const o = v as Record<string, unknown>;
+    for (const k of Object.keys(o)) if (!STATE_KEYS.has(k)) malformed(W, `unknown key '${k}'`);
+    if (o.v !== 1) malformed(W, `unsupported version 'v': ${JSON.stringify(o.v)} (expected 1)`);
+    if (typeof o.seq !== 'number' || !Number.isSafeInteger(o.seq) || o.seq < 0) malformed(W, `'seq' must be a non-negative integer, got ${JSON.stringify(o.seq)}`);
+    if (typeof o.mass !== 'number' || !Number.isFinite(o.mass) || o.mass < 0) malformed(W, `'mass' must be a finite number ≥ 0, got ${JSON.stringify(o.mass)}`);
+    const requests = RobustDeviation.fromBaselineJSON(options, o.requests, `${W}: 'requests'`);
+    const sec = o.secondary;
+    if (typeof sec !== 'object' || sec === null || Array.isArray(sec)) malformed(W, "'secondary' must be an object");
+    const byName = sec as Record<string, unknown>;
+    for (const k of Object.keys(byName)) {
+      if (!SECONDARY.some((f) => f.name === k)) malformed(W, `unknown secondary feature '${k}'; known: ${SECONDARY.map((f) => f.name).join(', ')}`);
+    }
+    const plain = { ...options, noise_floor: 'none' as const };
+    const secondary = SECONDARY.map((f) => {
+      if (!(f.name in byName)) malformed(W, `'secondary' lacks '${f.name}'`);
+      return RobustDeviation.fromBaselineJSON(plain, byName[f.name], `${W}: 'secondary.${f.name}'`);
+    });
+    const st = new EntityState(o.seq, requests, secondary);
+    st.mass = o.mass;
+    return st;
+  }
+}
+
+const STATE_KEYS = new Set(['v', 'seq', 'mass', 'requests', 'secondary']);
+
+function malformed(where: string, message: string): never {
+  throw new TypeError(`${where}: ${message}`);
 }
 
 function fmt(v: number, pct = false): string {
@@ -54,9 +121,20 @@ function fmt(v: number, pct = false): string {
  * counts. Windows the policy flags are not learned, so an attack does not become its own
  * baseline. State is bounded: at most `max_entities_per_type` per type, the lightest by decayed
  * traffic evicted first, and entities whose whole history is zero are dropped.
+ *
+ * State is checkpointed per entity for a compacted changelog (Kafka Streams style):
+ * {@link takeChanges} gives what changed since the last checkpoint, tombstones included, and
+ * {@link restoreEntity} installs it in a fresh scorer, which then scores identically.
  */
 export class EntityScorer {
   private readonly state: Record<EntityType, Map<string, EntityState>> = { asn: new Map(), ja4: new Map(), asn_ja4: new Map() };
+  /**
+   * Entities whose state changed or was dropped since the last {@link takeChanges}; null when
+   * built with `trackChanges: false`, since without checkpoints the set would only grow (replay).
+   */
+  private readonly dirty: Record<EntityType, Set<string>> | null;
+  /** Admission order of the next new entity. */
+  private nextSeq = 0;
   /** Entities evicted because of the cap (a metric). */
   evictions = 0;
   readonly modelVersion: string;
@@ -64,7 +142,13 @@ export class EntityScorer {
   constructor(
     readonly config: EntityScorerConfig,
     readonly pipelineVersion: string,
+    /**
+     * `trackChanges`: record what changed for {@link takeChanges} (the changelog). Default true;
+     * false where nothing checkpoints (replay, benchmarks), or the set holds every key ever seen.
+     */
+    options: { trackChanges?: boolean } = {},
   ) {
+    this.dirty = options.trackChanges === false ? null : { asn: new Set(), ja4: new Set(), asn_ja4: new Set() };
     const d = config.robust_deviation;
     this.modelVersion = `robust_deviation/1 h=${d.history} w=${d.warmup} t=${config.policy.threshold}`;
   }
@@ -83,21 +167,25 @@ export class EntityScorer {
       const map = this.state[row.entity_type];
       let st = map.get(row.entity);
       if (!st) {
-        st = new EntityState(this.config.robust_deviation);
+        st = EntityState.fresh(this.nextSeq++, this.config.robust_deviation);
         map.set(row.entity, st);
-        if (map.size > this.config.max_entities_per_type) this.evict(map, row.entity);
+        if (map.size > this.config.max_entities_per_type) this.evict(row.entity_type, row.entity);
       }
+      this.dirty?.[row.entity_type].add(row.entity);
       st.mass = st.mass * MASS_DECAY + row.requests;
       const verdict = this.scoreRow(row, st);
       if (verdict) out.push(verdict);
     }
     // An entity absent from this window had zero requests in it: that is part of its history.
-    for (const type of ['asn', 'ja4', 'asn_ja4'] as const) {
+    for (const type of ENTITY_TYPES) {
+      const dirty = this.dirty?.[type];
       for (const [entity, st] of this.state[type]) {
         if (seen[type].has(entity)) continue;
+        // Every tracked entity changes in every window (mass decays, a zero is learned).
+        dirty?.add(entity);
         st.mass *= MASS_DECAY;
         st.requests.learn(w.windowStart, 0);
-        if (st.requests.quiet) this.state[type].delete(entity);
+        if (st.requests.quiet) this.state[type].delete(entity); // still marked: a tombstone
       }
     }
     return out;
@@ -109,11 +197,72 @@ export class EntityScorer {
    * out the baselines of heavy entities: they always outweigh the flood. Batched, so the sort
    * is amortised over a tenth of the cap.
    */
-  private evict(map: Map<string, EntityState>, keep: string): void {
+  private evict(type: EntityType, keep: string): void {
+    const map = this.state[type];
     const n = map.size - Math.floor(this.config.max_entities_per_type * 0.9);
-    const candidates = [...map].filter(([k]) => k !== keep).sort((a, b) => a[1].mass - b[1].mass);
-    for (let i = 0; i < n && i < candidates.length; i++) map.delete((candidates[i] as [string, EntityState])[0]);
+    // Ties of mass go to the earlier admitted (the map's own order before checkpoints existed).
+    const candidates = [...map].filter(([k]) => k !== keep).sort((a, b) => a[1].mass - b[1].mass || a[1].seq - b[1].seq);
+    for (let i = 0; i < n && i < candidates.length; i++) {
+      const entity = (candidates[i] as [string, EntityState])[0];
+      map.delete(entity);
+      this.dirty?.[type].add(entity);
+    }
     this.evictions += Math.min(n, candidates.length);
+  }
+
+  /**
+   * JSON-safe snapshot of one entity's state ({@link EntityStateJSON}), or null when the entity
+   * is not tracked. Restoring it with {@link restoreEntity} gives identical verdicts from then on.
+   */
+  entityState(type: EntityType, entity: string): EntityStateJSON | null {
+    return this.mapOf(type, 'entityState').get(entity)?.toJSON() ?? null;
+  }
+
+  /**
+   * Installs a snapshot from {@link entityState} (replacing any state of the entity); throws a
+   * TypeError naming what is wrong. The entity is not marked changed, since its state is what the
+   * changelog already holds, but entities evicted to make room (max_entities_per_type) are.
+   */
+  restoreEntity(type: EntityType, entity: string, state: unknown): void {
+    const map = this.mapOf(type, 'restoreEntity');
+    const st = EntityState.fromJSON(state, this.config.robust_deviation);
+    map.set(entity, st);
+    this.nextSeq = Math.max(this.nextSeq, st.seq + 1);
+    if (map.size > this.config.max_entities_per_type) this.evict(type, entity);
+  }
+
+  /**
+   * Drops an entity's state without a tombstone, e.g. when its partition moves to another
+   * process, which restores it from the changelog. Any change not yet taken is discarded, so
+   * checkpoint ({@link takeChanges}) first. Returns whether the entity was tracked.
+   */
+  forgetEntity(type: EntityType, entity: string): boolean {
+    const map = this.mapOf(type, 'forgetEntity');
+    this.dirty?.[type].delete(entity);
+    return map.delete(entity);
+  }
+
+  /** The map of a type that may come from outside (a changelog key). */
+  private mapOf(type: EntityType, method: string): Map<string, EntityState> {
+    if (!ENTITY_TYPES.includes(type)) malformed(`EntityScorer.${method}`, `unknown entity type ${JSON.stringify(type)}; known: ${ENTITY_TYPES.join(', ')}`);
+    return this.state[type];
+  }
+
+  /**
+   * Every entity whose state changed since the last call, with its snapshot, or null when it
+   * was dropped (gone quiet or evicted): a tombstone for the compacted changelog. Clears the
+   * set. Snapshots are taken here, not when the state changes, so marking costs a Set insert.
+   * Throws if the scorer was built with `trackChanges: false`.
+   */
+  takeChanges(): EntityChange[] {
+    const dirty = this.dirty;
+    if (!dirty) throw new Error('EntityScorer.takeChanges: this scorer was built with { trackChanges: false }');
+    const out: EntityChange[] = [];
+    for (const type of ENTITY_TYPES) {
+      for (const entity of dirty[type]) out.push({ type, entity, state: this.entityState(type, entity) });
+      dirty[type].clear();
+    }
+    return out;
   }
 
   private scoreRow(row: WindowAggregateRow, st: EntityState): Verdict | null {

@@ -1,9 +1,10 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { WindowAggregateRow } from '../consumers/aggregates.js';
-import { EntityAggregate } from '../consumers/aggregates.js';
-import { EntityScorer, entityScorerSchema } from './entity-scorer.js';
 import { createUnivariateDetector, univariateDetectorNames } from './index.js';
 import { RobustDeviation } from './robust-deviation.js';
+
+/** fast-check runs are seeded so a failure replays the same way. */
+const FC = { seed: 20240601, numRuns: 200 };
 
 function noisy(i: number): number {
   return 100 + ((i * 7919) % 21) - 10; // deterministic 90..110
@@ -28,6 +29,63 @@ describe('RobustDeviation', () => {
     for (const v of [50, 100, 130, 400]) expect(copy.score(0, v)).toBe(d.score(0, v));
   });
 
+  it('restores from either checkpoint form to the same state, which keeps learning and scoring identically', () => {
+    const arb = fc.record({
+      history: fc.integer({ min: 3, max: 12 }),
+      warmup: fc.integer({ min: 1, max: 3 }),
+      poisson: fc.boolean(),
+      before: fc.array(fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 50 }), fc.double({ min: -1e6, max: 1e6, noNaN: true })), { maxLength: 40 }),
+      after: fc.array(fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 50 })), { maxLength: 20 }),
+    });
+    fc.assert(
+      fc.property(arb, ({ history, warmup, poisson, before, after }) => {
+        const options = { history, warmup, noise_floor: poisson ? ('poisson' as const) : ('none' as const) };
+        const d = new RobustDeviation(options);
+        for (const v of before) d.learn(0, v);
+        const full = RobustDeviation.fromJSON(JSON.parse(JSON.stringify(d.toJSON())));
+        const baseline = d.baselineJSON();
+        expect(baseline.values).toHaveLength(Math.min(baseline.count, history));
+        const lean = RobustDeviation.fromBaselineJSON(options, JSON.parse(JSON.stringify(baseline)));
+        for (const copy of [full, lean]) {
+          expect(copy.toJSON()).toEqual(d.toJSON());
+          expect(copy.quiet).toBe(d.quiet);
+          expect(copy.ready).toBe(d.ready);
+        }
+        for (const v of [...after, 1e4]) {
+          for (const copy of [full, lean]) expect(copy.explain(v)).toEqual(d.explain(v));
+          for (const x of [d, full, lean]) x.learn(0, v);
+        }
+        expect(lean.toJSON()).toEqual(d.toJSON());
+      }),
+      FC,
+    );
+  });
+
+  it('learns −0 as 0, which JSON can carry', () => {
+    const d = new RobustDeviation({ history: 3, warmup: 1 });
+    d.learn(0, -0);
+    expect(Object.is(d.toJSON().values[0], 0)).toBe(true);
+  });
+
+  it.each<[string, unknown, RegExp]>([
+    ['a non-object', null, /RobustDeviation.fromJSON: expected an object/],
+    ['bad options', { options: { history: 2 }, values: [], count: 0, next: 0 }, /bad 'options': history/],
+    ['a ring of the wrong length', { options: { history: 5, warmup: 1 }, values: [1, 2], count: 2, next: 2 }, /'values' has 2 items, expected 5/],
+    ['a negative count', { options: { history: 3, warmup: 1 }, values: [0, 0, 0], count: -1, next: 0 }, /'count' must be a non-negative integer/],
+    ['a next out of step with count', { options: { history: 3, warmup: 1 }, values: [1, 2, 3], count: 4, next: 0 }, /'next' must be count mod history \(1\)/],
+    ['a non-finite value', { options: { history: 3, warmup: 1 }, values: [1, 'x', 3], count: 3, next: 0 }, /values\[1\] must be a finite number/],
+  ])('fromJSON rejects %s with a TypeError', (_name, input, message) => {
+    expect(() => RobustDeviation.fromJSON(input)).toThrow(TypeError);
+    expect(() => RobustDeviation.fromJSON(input)).toThrow(message);
+  });
+
+  it('fromBaselineJSON names the field it was given and rejects unknown keys', () => {
+    expect(() => RobustDeviation.fromBaselineJSON({ history: 3, warmup: 1 }, { count: 1, values: [1], next: 1 }, "state: 'requests'")).toThrow(
+      /^state: 'requests': unknown key 'next'$/,
+    );
+    expect(() => RobustDeviation.fromBaselineJSON({ history: 3, warmup: 1 }, { count: 4, values: [1] })).toThrow(/'values' has 1 items, expected 3 for count 4 and history 3/);
+  });
+
   it('is reachable through the univariate contract', () => {
     expect(univariateDetectorNames()).toContain('robust_deviation');
     const d = createUnivariateDetector('robust_deviation', { warmup: 3, history: 10 });
@@ -35,64 +93,5 @@ describe('RobustDeviation', () => {
     for (const s of scores) expect(s).toBeGreaterThanOrEqual(0);
     expect(scores.at(-1)).toBeGreaterThan(0.9);
     expect(() => createUnivariateDetector('nope')).toThrow(/robust_deviation/);
-  });
-});
-
-function row(entity: string, start: number, requests: number, ips = 10): WindowAggregateRow {
-  const r = new EntityAggregate('asn').toRow(entity, start, start + 60_000);
-  return { ...r, requests, unique_ips: ips, requests_per_ip_max: Math.ceil(requests / ips) };
-}
-
-describe('EntityScorer', () => {
-  const config = entityScorerSchema.parse({ robust_deviation: { history: 30, warmup: 10, noise_floor: 'poisson' } });
-
-  it('flags a burst with reasons, does not learn it, and clears when it ends', () => {
-    const s = new EntityScorer(config, 'test');
-    let t = 0;
-    const windowAt = (req: number, ips = 10) => s.scoreWindow({ windowStart: t, windowEnd: t + 60_000, rows: [row('64512', t, req, ips)] });
-    for (let i = 0; i < 20; i++, t += 10_000) windowAt(noisy(i));
-    const burst = windowAt(2000, 400);
-    t += 10_000;
-    expect(burst).toHaveLength(1);
-    const v = burst[0]!;
-    expect(v.anomalous).toBe(true);
-    expect(v.score).toBeGreaterThan(0.95);
-    expect(v.reasons[0]).toMatch(/requests 2000 in 60 s vs typical \d+(\.\d)? .*x typical/);
-    expect(v.reasons.some((r) => r.startsWith('unique_ips 400 vs typical 10'))).toBe(true);
-    // Still anomalous in the next window: the burst was not learned.
-    expect(windowAt(2000, 400)[0]!.anomalous).toBe(true);
-    t += 10_000;
-    expect(windowAt(105)[0]!.anomalous).toBe(false);
-  });
-
-  it('keeps at most max_entities_per_type entities, counting evictions', () => {
-    const long = entityScorerSchema.parse({ robust_deviation: { history: 1000, warmup: 10 }, max_entities_per_type: 100 });
-    const s = new EntityScorer(long, 'test');
-    for (let i = 0; i < 250; i++) s.scoreWindow({ windowStart: i, windowEnd: i + 60_000, rows: [row(String(i), i, 5)] });
-    expect(s.size.asn).toBeLessThanOrEqual(100);
-    expect(s.evictions).toBeGreaterThanOrEqual(150);
-  });
-
-  it('never evicts a heavy entity under a flood of fresh one-request entities', () => {
-    const small = entityScorerSchema.parse({ robust_deviation: { history: 100, warmup: 10 }, max_entities_per_type: 100 });
-    const s = new EntityScorer(small, 'test');
-    for (let w = 0; w < 30; w++) {
-      const rows = [row('a-heavy', w * 10_000, 500)];
-      for (let i = 0; i < 150; i++) rows.push(row(`fresh-${w}-${i}`, w * 10_000, 1));
-      rows.sort((a, b) => (a.entity < b.entity ? -1 : 1));
-      s.scoreWindow({ windowStart: w * 10_000, windowEnd: w * 10_000 + 60_000, rows });
-    }
-    expect(s.evictions).toBeGreaterThan(1000);
-    // Its baseline survived: it is past warm-up, so its window gets a verdict.
-    const v = s.scoreWindow({ windowStart: 300_000, windowEnd: 360_000, rows: [row('a-heavy', 300_000, 500)] });
-    expect(v.map((x) => x.entity)).toEqual(['a-heavy']);
-  });
-
-  it('drops entities whose whole history has gone quiet', () => {
-    const s = new EntityScorer(config, 'test');
-    s.scoreWindow({ windowStart: 0, windowEnd: 60_000, rows: [row('1', 0, 5)] });
-    for (let i = 1; i <= 30; i++) s.scoreWindow({ windowStart: i, windowEnd: i + 60_000, rows: [] });
-    expect(s.size.asn).toBe(0);
-    expect(s.evictions).toBe(0);
   });
 });

@@ -83,7 +83,8 @@ export class RobustDeviation {
   /** Adds `value` to the baseline. Non-finite values are ignored. */
   learn(_timestampMs: number, value: number): void {
     if (!Number.isFinite(value)) return;
-    this.ring[this.next] = value;
+    // + 0 turns −0 into 0: JSON cannot carry −0, and a checkpoint must restore every value exactly.
+    this.ring[this.next] = value + 0;
     this.next = (this.next + 1) % this.opts.history;
     this.count++;
   }
@@ -102,17 +103,73 @@ export class RobustDeviation {
     return true;
   }
 
-  /** Serialisable state. */
+  /**
+   * The learned state without the options, for checkpoints whose owner knows the options
+   * ({@link RobustDeviationBaselineJSON}). Only the used part of the ring is kept: a young
+   * baseline is as small as its history.
+   */
+  baselineJSON(): RobustDeviationBaselineJSON {
+    return { count: this.count, values: Array.from(this.ring.subarray(0, Math.min(this.count, this.opts.history))) };
+  }
+
+  /**
+   * Rebuilds a detector from `options` and {@link baselineJSON} output; throws a TypeError
+   * naming what is wrong, prefixed by `where` (the field of the enclosing checkpoint).
+   */
+  static fromBaselineJSON(options: RobustDeviationOptions, v: unknown, where = 'RobustDeviation'): RobustDeviation {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) malformed(where, 'expected an object');
+    const o = v as Record<string, unknown>;
+    for (const k of Object.keys(o)) if (k !== 'count' && k !== 'values') malformed(where, `unknown key '${k}'`);
+    const d = new RobustDeviation(options);
+    d.install(where, o.values, o.count, Math.min(Number(o.count), d.opts.history));
+    return d;
+  }
+
+  /** Serialisable state (the univariate contract): the options and the whole ring. */
   toJSON(): { options: z.output<typeof robustDeviationOptionsSchema>; values: number[]; count: number; next: number } {
     return { options: this.opts, values: Array.from(this.ring), count: this.count, next: this.next };
   }
 
-  /** Restores a detector from {@link toJSON} output. */
-  static fromJSON(state: ReturnType<RobustDeviation['toJSON']>): RobustDeviation {
-    const d = new RobustDeviation(state.options);
-    d.ring.set(state.values);
-    d.count = state.count;
-    d.next = state.next;
+  /** Restores a detector from {@link toJSON} output; throws a TypeError naming what is wrong. */
+  static fromJSON(state: unknown): RobustDeviation {
+    const W = 'RobustDeviation.fromJSON';
+    if (typeof state !== 'object' || state === null || Array.isArray(state)) malformed(W, 'expected an object');
+    const o = state as Record<string, unknown>;
+    const opts = robustDeviationOptionsSchema.safeParse(o.options);
+    if (!opts.success) malformed(W, `bad 'options': ${opts.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+    const d = new RobustDeviation(opts.data);
+    d.install(W, o.values, o.count, d.opts.history);
+    if (o.next !== d.next) malformed(W, `'next' must be count mod history (${d.next}), got ${JSON.stringify(o.next)}`);
     return d;
   }
+
+  /** Validates and installs a ring of `length` values and the count of values ever learned. */
+  private install(where: string, values: unknown, count: unknown, length: number): void {
+    if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0) malformed(where, `'count' must be a non-negative integer, got ${JSON.stringify(count)}`);
+    if (!Array.isArray(values)) malformed(where, "'values' must be an array");
+    if (values.length !== length) {
+      malformed(where, `'values' has ${values.length} items, expected ${length} for count ${count} and history ${this.opts.history}`);
+    }
+    for (let i = 0; i < values.length; i++) {
+      const x: unknown = values[i];
+      if (typeof x !== 'number' || !Number.isFinite(x)) malformed(where, `values[${i}] must be a finite number, got ${JSON.stringify(x)}`);
+      this.ring[i] = x;
+    }
+    this.count = count;
+    this.next = count % this.opts.history;
+  }
+}
+
+/**
+ * Checkpoint form of a {@link RobustDeviation} whose options are known from elsewhere:
+ * `count` values ever learned, and the ring as stored (its first min(count, history) slots;
+ * the next value goes to slot count mod history).
+ */
+export interface RobustDeviationBaselineJSON {
+  count: number;
+  values: number[];
+}
+
+function malformed(where: string, message: string): never {
+  throw new TypeError(`${where}: ${message}`);
 }

@@ -1,0 +1,284 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { EntityType, WindowAggregateRow } from '../consumers/aggregates.js';
+import { EntityAggregate } from '../consumers/aggregates.js';
+import type { ClosedWindow } from '../consumers/windows.js';
+import { EntityScorer, entityScorerSchema, type EntityChange, type EntityStateJSON } from './entity-scorer.js';
+import type { Verdict } from './verdict.js';
+
+/** fast-check runs are seeded so a failure replays the same way. */
+const FC = { seed: 20240601, numRuns: 150 };
+
+function noisy(i: number): number {
+  return 100 + ((i * 7919) % 21) - 10; // deterministic 90..110
+}
+
+function row(entity: string, start: number, requests: number, ips = 10, type: EntityType = 'asn', authFailures = 0): WindowAggregateRow {
+  const r = new EntityAggregate(type).toRow(entity, start, start + 60_000);
+  return { ...r, requests, unique_ips: ips, requests_per_ip_max: Math.ceil(requests / ips), status_401: authFailures, unique_paths: Math.min(requests, 3 + (requests % 7)) };
+}
+
+function windowOf(start: number, rows: WindowAggregateRow[]): ClosedWindow {
+  return { windowStart: start, windowEnd: start + 60_000, rows };
+}
+
+/** A compacted changelog topic: the last value of each key; a tombstone removes the key. */
+function compact(topic: Map<string, EntityChange>, changes: readonly EntityChange[]): void {
+  for (const c of changes) {
+    const key = `${c.type}\u0000${c.entity}`;
+    topic.delete(key); // a rewritten key moves to the end, as on the log
+    if (c.state !== null) topic.set(key, JSON.parse(JSON.stringify(c)) as EntityChange);
+  }
+}
+
+/** Changes as a map, for comparing two scorers whose maps iterate in different orders. */
+function byKey(changes: readonly EntityChange[]): Map<string, EntityStateJSON | null> {
+  return new Map(changes.map((c) => [`${c.type}\u0000${c.entity}`, c.state]));
+}
+
+describe('EntityScorer', () => {
+  const config = entityScorerSchema.parse({ robust_deviation: { history: 30, warmup: 10, noise_floor: 'poisson' } });
+
+  it('flags a burst with reasons, does not learn it, and clears when it ends', () => {
+    const s = new EntityScorer(config, 'test');
+    let t = 0;
+    const windowAt = (req: number, ips = 10) => s.scoreWindow({ windowStart: t, windowEnd: t + 60_000, rows: [row('64512', t, req, ips)] });
+    for (let i = 0; i < 20; i++, t += 10_000) windowAt(noisy(i));
+    const burst = windowAt(2000, 400);
+    t += 10_000;
+    expect(burst).toHaveLength(1);
+    const v = burst[0]!;
+    expect(v.anomalous).toBe(true);
+    expect(v.score).toBeGreaterThan(0.95);
+    expect(v.reasons[0]).toMatch(/requests 2000 in 60 s vs typical \d+(\.\d)? .*x typical/);
+    expect(v.reasons.some((r) => r.startsWith('unique_ips 400 vs typical 10'))).toBe(true);
+    // Still anomalous in the next window: the burst was not learned.
+    expect(windowAt(2000, 400)[0]!.anomalous).toBe(true);
+    t += 10_000;
+    expect(windowAt(105)[0]!.anomalous).toBe(false);
+  });
+
+  it('keeps at most max_entities_per_type entities, counting evictions', () => {
+    const long = entityScorerSchema.parse({ robust_deviation: { history: 1000, warmup: 10 }, max_entities_per_type: 100 });
+    const s = new EntityScorer(long, 'test');
+    for (let i = 0; i < 250; i++) s.scoreWindow({ windowStart: i, windowEnd: i + 60_000, rows: [row(String(i), i, 5)] });
+    expect(s.size.asn).toBeLessThanOrEqual(100);
+    expect(s.evictions).toBeGreaterThanOrEqual(150);
+  });
+
+  it('never evicts a heavy entity under a flood of fresh one-request entities', () => {
+    const small = entityScorerSchema.parse({ robust_deviation: { history: 100, warmup: 10 }, max_entities_per_type: 100 });
+    const s = new EntityScorer(small, 'test');
+    for (let w = 0; w < 30; w++) {
+      const rows = [row('a-heavy', w * 10_000, 500)];
+      for (let i = 0; i < 150; i++) rows.push(row(`fresh-${w}-${i}`, w * 10_000, 1));
+      rows.sort((a, b) => (a.entity < b.entity ? -1 : 1));
+      s.scoreWindow({ windowStart: w * 10_000, windowEnd: w * 10_000 + 60_000, rows });
+    }
+    expect(s.evictions).toBeGreaterThan(1000);
+    // Its baseline survived: it is past warm-up, so its window gets a verdict.
+    const v = s.scoreWindow({ windowStart: 300_000, windowEnd: 360_000, rows: [row('a-heavy', 300_000, 500)] });
+    expect(v.map((x) => x.entity)).toEqual(['a-heavy']);
+  });
+
+  it('drops entities whose whole history has gone quiet', () => {
+    const s = new EntityScorer(config, 'test');
+    s.scoreWindow({ windowStart: 0, windowEnd: 60_000, rows: [row('1', 0, 5)] });
+    for (let i = 1; i <= 30; i++) s.scoreWindow({ windowStart: i, windowEnd: i + 60_000, rows: [] });
+    expect(s.size.asn).toBe(0);
+    expect(s.evictions).toBe(0);
+  });
+});
+
+describe('EntityScorer checkpoints', () => {
+  const small = entityScorerSchema.parse({
+    robust_deviation: { history: 8, warmup: 3, noise_floor: 'poisson' },
+    policy: { threshold: 0.5, min_requests: 5 },
+    max_entities_per_type: 10,
+  });
+
+  it('snapshots one entity as versioned JSON that restores to the same snapshot', () => {
+    const a = new EntityScorer(small, 'test');
+    for (let i = 0; i < 11; i++) a.scoreWindow(windowOf(i * 10_000, [row('64512', i * 10_000, 40 + i, 4, 'asn', i % 3)]));
+    const snap = a.entityState('asn', '64512');
+    expect(snap).toMatchObject({ v: 1, seq: 0, requests: { count: 11 } });
+    expect(snap?.requests.values).toHaveLength(8); // a full ring
+    expect(Object.keys(snap?.secondary ?? {})).toEqual(['unique_ips', 'requests_per_ip_max', 'auth_failure_share', 'post_share', 'unique_paths']);
+    expect(a.entityState('asn', 'nobody')).toBeNull();
+    const b = new EntityScorer(small, 'test');
+    b.restoreEntity('asn', '64512', JSON.parse(JSON.stringify(snap)));
+    expect(b.entityState('asn', '64512')).toEqual(snap);
+    expect(b.size).toEqual({ asn: 1, ja4: 0, asn_ja4: 0 });
+    expect(b.takeChanges()).toEqual([]); // restored state is what the changelog holds already
+  });
+
+  it('keeps a young baseline small: only the values learned so far', () => {
+    const a = new EntityScorer(small, 'test');
+    a.scoreWindow(windowOf(0, [row('t13d_x', 0, 1, 1, 'ja4')]));
+    const [change] = a.takeChanges();
+    expect(change).toMatchObject({ type: 'ja4', entity: 't13d_x', state: { mass: 1, requests: { count: 1, values: [1] } } });
+  });
+
+  it('reports every changed entity once per checkpoint, and tombstones for evicted and quiet-dropped ones', () => {
+    const s = new EntityScorer(small, 'test');
+    s.scoreWindow(windowOf(0, [row('heavy', 0, 500), row('quiet', 0, 5)]));
+    expect(s.takeChanges().map((c) => c.entity)).toEqual(['heavy', 'quiet']);
+    expect(s.takeChanges()).toEqual([]);
+    // `quiet` learns a zero per window and is dropped once its 8-value ring is all zeros.
+    let t = 10_000;
+    for (let i = 0; i < 7; i++, t += 10_000) s.scoreWindow(windowOf(t, [row('heavy', t, 500)]));
+    expect(s.takeChanges().find((c) => c.entity === 'quiet')?.state).not.toBeNull();
+    s.scoreWindow(windowOf(t, [row('heavy', t, 500)]));
+    t += 10_000;
+    expect(byKey(s.takeChanges()).get('asn\u0000quiet')).toBeNull();
+    expect(s.size.asn).toBe(1);
+    // Eleven light entities push the type past its cap of 10: the lightest tenth goes, `heavy` stays.
+    const fresh = Array.from({ length: 11 }, (_, i) => row(`fresh-${String(i).padStart(2, '0')}`, t, 1));
+    s.scoreWindow(windowOf(t, [row('heavy', t, 500), ...fresh]));
+    const changes = byKey(s.takeChanges());
+    const tombstones = [...changes].filter(([, st]) => st === null).map(([k]) => k.split('\u0000')[1]);
+    expect(s.evictions).toBe(2);
+    // Equal masses: the earliest admitted go first.
+    expect(tombstones).toEqual(['fresh-00', 'fresh-01']);
+    expect(changes.get('asn\u0000heavy')).not.toBeNull();
+    expect(s.size.asn).toBe(10);
+  });
+
+  it('restores within max_entities_per_type, evicting the lightest with tombstones', () => {
+    const a = new EntityScorer(small, 'test');
+    a.scoreWindow(windowOf(0, Array.from({ length: 10 }, (_, i) => row(`e${i}`, 0, 10 * (i + 1)))));
+    const snaps = a.takeChanges();
+    const b = new EntityScorer(small, 'test');
+    b.scoreWindow(windowOf(0, [row('local', 0, 1_000)]));
+    b.takeChanges();
+    for (const c of snaps) b.restoreEntity(c.type, c.entity, c.state);
+    // Eleven entities for a cap of 10: a tenth of the cap goes, the two lightest.
+    expect(b.size.asn).toBe(9);
+    expect(b.evictions).toBe(2);
+    expect(b.takeChanges()).toEqual([
+      { type: 'asn', entity: 'e0', state: null },
+      { type: 'asn', entity: 'e1', state: null },
+    ]);
+    expect(b.entityState('asn', 'local')).not.toBeNull();
+  });
+
+  it('evicts the same entities after a restore in reverse order, where masses tie', () => {
+    const a = new EntityScorer(small, 'test');
+    a.scoreWindow(windowOf(0, [row('heavy', 0, 500), ...Array.from({ length: 9 }, (_, i) => row(`f${i}`, 0, 1))]));
+    const b = new EntityScorer(small, 'test');
+    for (const c of a.takeChanges().reverse()) b.restoreEntity(c.type, c.entity, c.state);
+    const next = windowOf(10_000, [row('heavy', 10_000, 500), row('g0', 10_000, 1), row('g1', 10_000, 1)]);
+    expect(b.scoreWindow(next)).toEqual(a.scoreWindow(next));
+    const gone = (s: EntityScorer) => [...byKey(s.takeChanges())].filter(([, st]) => st === null).map(([k]) => k);
+    const [goneA, goneB] = [gone(a), gone(b)];
+    expect(goneA).toEqual(['asn\u0000f0', 'asn\u0000f1']);
+    expect(goneB).toEqual(goneA);
+  });
+
+  it('forgets an entity without a tombstone, discarding its pending change', () => {
+    const s = new EntityScorer(small, 'test');
+    s.scoreWindow(windowOf(0, [row('a', 0, 50), row('b', 0, 50)]));
+    expect(s.forgetEntity('asn', 'a')).toBe(true);
+    expect(s.forgetEntity('asn', 'a')).toBe(false);
+    expect(s.takeChanges().map((c) => c.entity)).toEqual(['b']);
+    expect(s.size.asn).toBe(1);
+  });
+
+  it.each<[string, (s: EntityStateJSON) => unknown, RegExp]>([
+    ['a non-object', () => 42, /expected an object/],
+    ['another version', (s) => ({ ...s, v: 2 }), /unsupported version 'v': 2/],
+    ['an unknown key', (s) => ({ ...s, extra: 1 }), /unknown key 'extra'/],
+    ['a negative seq', (s) => ({ ...s, seq: -1 }), /'seq' must be a non-negative integer/],
+    ['a mass of null (NaN in JSON)', (s) => ({ ...s, mass: null }), /'mass' must be a finite number/],
+    ['a count that is not an integer', (s) => ({ ...s, requests: { ...s.requests, count: 1.5 } }), /'requests': 'count' must be a non-negative integer/],
+    ['a ring of another history', (s) => ({ ...s, requests: { count: 20, values: new Array(12).fill(1) } }), /'requests': 'values' has 12 items, expected 8 for count 20 and history 8/],
+    ['a non-finite value', (s) => ({ ...s, requests: { ...s.requests, values: [1, null, 1] } }), /'requests': values\[1\] must be a finite number/],
+    ['a missing secondary feature', (s) => ({ ...s, secondary: { ...s.secondary, post_share: undefined } }), /'secondary' lacks 'post_share'/],
+    ['an unknown secondary feature', (s) => ({ ...s, secondary: { ...s.secondary, bytes: s.requests } }), /unknown secondary feature 'bytes'/],
+    ['a malformed secondary baseline', (s) => ({ ...s, secondary: { ...s.secondary, unique_ips: [] } }), /'secondary.unique_ips': expected an object/],
+  ])('restoreEntity rejects %s with a TypeError', (_name, mutate, message) => {
+    const a = new EntityScorer(small, 'test');
+    for (let i = 0; i < 3; i++) a.scoreWindow(windowOf(i, [row('x', i, 30)]));
+    const bad = JSON.parse(JSON.stringify(mutate(a.entityState('asn', 'x') as EntityStateJSON))) as unknown;
+    const b = new EntityScorer(small, 'test');
+    expect(() => b.restoreEntity('asn', 'x', bad)).toThrow(TypeError);
+    expect(() => b.restoreEntity('asn', 'x', bad)).toThrow(message);
+    expect(b.size.asn).toBe(0);
+  });
+
+  it('keeps no change set when told to (replay never checkpoints)', () => {
+    const s = new EntityScorer(small, 'test', { trackChanges: false });
+    s.scoreWindow(windowOf(0, [row('a', 0, 50)]));
+    expect(() => s.takeChanges()).toThrow(/trackChanges/);
+    expect(s.entityState('asn', 'a')).toMatchObject({ v: 1, mass: 50 });
+  });
+
+  it('rejects an unknown entity type', () => {
+    const s = new EntityScorer(small, 'test');
+    expect(() => s.restoreEntity('ip' as EntityType, 'x', {})).toThrow(/unknown entity type "ip"; known: asn, ja4, asn_ja4/);
+    expect(() => s.entityState('ip' as EntityType, 'x')).toThrow(TypeError);
+  });
+
+  /**
+   * The guarantee the changelog relies on: scorer A checkpoints (takeChanges) at arbitrary
+   * windows into a compacted topic; at a cut, a fresh scorer B restores every key of the topic,
+   * in any order, and from then on both give the same verdicts and the same changes. The
+   * traffic mixes steady entities, bursts, one-request floods of equal mass (eviction ties)
+   * and entities that vanish long enough to be dropped as quiet.
+   */
+  it('restored from a compacted changelog, continues exactly like the scorer it came from', () => {
+    const types: EntityType[] = ['asn', 'ja4', 'asn_ja4'];
+    const rowArb = fc.record({
+      type: fc.constantFrom(...types),
+      entity: fc.integer({ min: 0, max: 24 }),
+      requests: fc.oneof(fc.integer({ min: 1, max: 2 }), fc.integer({ min: 20, max: 60 }), fc.integer({ min: 200, max: 3000 })),
+      ips: fc.integer({ min: 1, max: 40 }),
+      auth: fc.integer({ min: 0, max: 20 }),
+    });
+    const windowArb = fc.record({ rows: fc.array(rowArb, { maxLength: 40 }), checkpoint: fc.boolean() });
+    const arb = fc.array(windowArb, { minLength: 1, maxLength: 40 }).chain((ws) => fc.tuple(fc.constant(ws), fc.integer({ min: 0, max: ws.length }), fc.integer()));
+    fc.assert(
+      fc.property(arb, ([windows, cut, seed]) => {
+        const closed = windows.map((w, i) => {
+          const start = i * 10_000;
+          const seen = new Set<string>();
+          const rows: WindowAggregateRow[] = [];
+          for (const r of w.rows) {
+            const entity = r.type === 'asn' ? String(64_500 + r.entity) : r.type === 'ja4' ? `t13d_${r.entity}` : `${64_500 + (r.entity % 5)}|t13d_${r.entity}`;
+            if (seen.has(`${r.type}/${entity}`)) continue;
+            seen.add(`${r.type}/${entity}`);
+            rows.push(row(entity, start, r.requests, Math.min(r.ips, r.requests), r.type, Math.min(r.auth, r.requests)));
+          }
+          return windowOf(start, rows);
+        });
+        const a = new EntityScorer(small, 'test');
+        const topic = new Map<string, EntityChange>();
+        for (let i = 0; i < cut; i++) {
+          a.scoreWindow(closed[i] as ClosedWindow);
+          if (windows[i]?.checkpoint) compact(topic, a.takeChanges());
+        }
+        compact(topic, a.takeChanges()); // the checkpoint at the cut
+        // Restore in a shuffled order: a restored scorer must not depend on the order of the log.
+        const entries = [...topic.values()];
+        let x = seed >>> 0 || 1;
+        for (let i = entries.length - 1; i > 0; i--) {
+          x = (Math.imul(x, 1_103_515_245) + 12_345) >>> 0;
+          const j = x % (i + 1);
+          [entries[i], entries[j]] = [entries[j] as EntityChange, entries[i] as EntityChange];
+        }
+        const b = new EntityScorer(small, 'test');
+        for (const c of entries) b.restoreEntity(c.type, c.entity, c.state);
+        expect(b.size).toEqual(a.size);
+        expect(b.takeChanges()).toEqual([]);
+        for (let i = cut; i < closed.length; i++) {
+          const va: Verdict[] = a.scoreWindow(closed[i] as ClosedWindow);
+          const vb: Verdict[] = b.scoreWindow(closed[i] as ClosedWindow);
+          expect(vb).toEqual(va);
+          expect(byKey(b.takeChanges())).toEqual(byKey(a.takeChanges()));
+        }
+        expect(b.size).toEqual(a.size);
+      }),
+      FC,
+    );
+  });
+});

@@ -93,11 +93,11 @@ export async function startService(config: Config): Promise<Service> {
   const groups = stageGroups(config.input.group_id);
   const version = packageVersion();
   const stats = { panes: paneStageStats(), windows: windowStageStats(), rules: ruleStageStats() };
-  const paneCtx = { config, decoder: createDecoder(config), deadLetter, late, repartitionTopic: t.repartition, repartitions, stats: stats.panes };
+  const inputPartitions = await partitionCount(kafka, config.input.topic);
+  const paneCtx = { config, decoder: createDecoder(config), deadLetter, late, inputPartitions, repartitionTopic: t.repartition, repartitions, stats: stats.panes };
   const windowCtx = { kafka, config, sinks: [clickhouse], changelogTopic: t.changelog, verdictTopic: t.verdicts, pipelineVersion: version, stats: stats.windows };
   const ruleCtx = { kafka, config: config.rules, repartitions, changelogTopic: t.rulesChangelog, sinks: [edgeRules, clickhouse], stats: stats.rules };
 
-  await waitForTopic(kafka, config.input.topic);
   const panes = new TransactionalStage(kafka, {
     name: 'panes',
     groupId: groups.panes,
@@ -180,8 +180,8 @@ export async function startService(config: Config): Promise<Service> {
   return service;
 }
 
-/** Waits for the input topic to exist (a pipeline may create it after burstwatch starts). */
-async function waitForTopic(kafka: Kafka, topic: string): Promise<void> {
+/** Waits for the input topic to exist (a pipeline may create it after burstwatch starts) and returns its partition count. */
+async function partitionCount(kafka: Kafka, topic: string): Promise<number> {
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -191,6 +191,8 @@ async function waitForTopic(kafka: Kafka, topic: string): Promise<void> {
       warned = true;
       await new Promise((r) => setTimeout(r, 2000));
     }
+    const meta = await admin.fetchTopicMetadata({ topics: [topic] });
+    return meta.topics[0]?.partitions.length ?? 1;
   } finally {
     await admin.disconnect();
   }

@@ -158,20 +158,36 @@ export class TopicWriter {
     this.pending.push(message);
   }
 
-  /** Sends what is queued and waits for the acknowledgements. Throws if not connected: nothing may be lost quietly. */
-  async flush(): Promise<void> {
-    if (this.pending.length === 0) return;
-    if (!this.producer) throw new BurstwatchError(`topic ${this.spec.topic} written before connect()`);
-    const producer = this.producer;
-    const messages = this.pending;
-    // acks -1: resolved only once every in-sync replica has them; kafkajs marks what is retriable.
-    await withRetry(() => producer.send({ topic: this.spec.topic, acks: -1, messages }), {
-      retries: 8,
-      isRetriable: (err) => (err as { retriable?: boolean }).retriable === true,
-    });
-    this.sent += messages.length;
-    this.pending = [];
+  /**
+   * Sends what is queued and waits for the acknowledgements. Throws if not connected: nothing
+   * may be lost quietly. Flushes are chained, so when one resolves, everything queued before
+   * it was called is acknowledged; a failed send puts its messages back at the head of the queue.
+   */
+  flush(): Promise<void> {
+    const run = async (): Promise<void> => {
+      if (this.pending.length === 0) return;
+      if (!this.producer) throw new BurstwatchError(`topic ${this.spec.topic} written before connect()`);
+      const producer = this.producer;
+      const messages = this.pending;
+      this.pending = [];
+      try {
+        // acks -1: resolved only once every in-sync replica has them; kafkajs marks what is retriable.
+        await withRetry(() => producer.send({ topic: this.spec.topic, acks: -1, messages }), {
+          retries: 8,
+          isRetriable: (err) => (err as { retriable?: boolean }).retriable === true,
+        });
+      } catch (err) {
+        this.pending = messages.concat(this.pending);
+        throw err;
+      }
+      this.sent += messages.length;
+    };
+    const p = this.inflight.then(run, run);
+    this.inflight = p.catch(() => undefined);
+    return p;
   }
+
+  private inflight: Promise<void> = Promise.resolve();
 
   /** Flushes, then disconnects. */
   async close(): Promise<void> {

@@ -11,7 +11,7 @@ import { encodeRepartition, partialMessages, type RepartitionMessage } from './r
 import type { CommittedPoint, StageOutput, StageTask } from './transactional-stage.js';
 
 /** Checkpoint of a stage-1 partition, stored as the metadata of its committed offset. */
-interface PaneCheckpoint {
+export interface PaneCheckpoint {
   v: 2;
   /** Every pane before this was handed on (epoch ms), or null. */
   sealed: number | null;
@@ -21,7 +21,8 @@ interface PaneCheckpoint {
   through: number;
 }
 
-function parseCheckpoint(s: string | null): PaneCheckpoint | null {
+/** Parses the metadata a stage-1 partition commits with its offset; null for anything else. */
+export function parsePaneCheckpoint(s: string | null | undefined): PaneCheckpoint | null {
   if (!s) return null;
   try {
     const m = JSON.parse(s) as Partial<PaneCheckpoint>;
@@ -52,6 +53,8 @@ export interface PaneStageContext {
   decoder: RequestLogDecoder;
   deadLetter: DeadLetterSink;
   late: DeadLetterSink | null;
+  /** Partitions of the input topic (every progress marker carries it). */
+  inputPartitions: number;
   /** Repartition topic and its partition count. */
   repartitionTopic: string;
   repartitions: number;
@@ -78,6 +81,8 @@ export class PaneTask implements StageTask {
   private readonly restoredSealed: number;
   private lastActivity: number | null = null;
   private idle = false;
+  /** Whether the last batch left records waiting: such a partition is slow, never idle. */
+  private lagging = false;
 
   constructor(
     readonly partition: number,
@@ -86,7 +91,7 @@ export class PaneTask implements StageTask {
   ) {
     const w = ctx.config.windows;
     this.builder = new PaneBuilder(partition, w.slide_ms, w.allowed_lateness_ms, w.max_entities_per_pane, ctx.stats.evicted);
-    const cp = parseCheckpoint(committed.metadata);
+    const cp = parsePaneCheckpoint(committed.metadata);
     this.restoredThrough = cp?.through ?? -1;
     this.restoredSealed = cp?.sealed ?? Number.NEGATIVE_INFINITY;
     if (cp) {
@@ -147,12 +152,12 @@ export class PaneTask implements StageTask {
       this.through = Math.max(this.through, offset);
       if (this.builder.canSeal()) this.handOver(out, false);
     }
-    if (lagging) this.lastActivity = nowMs;
+    this.lagging = lagging;
   }
 
   /** Live idleness: a partition silent (and caught up) for idle_partition_ms hands over its open panes and stops holding the watermark back. */
   async tick(nowMs: number, out: StageOutput): Promise<void> {
-    if (this.lastActivity === null) {
+    if (this.lastActivity === null || this.lagging) {
       this.lastActivity = nowMs;
       return;
     }
@@ -177,7 +182,9 @@ export class PaneTask implements StageTask {
   }
 
   private sendProgress(out: StageOutput): void {
-    const marker: RepartitionMessage = { kind: 'progress', source: this.partition, sealedThrough: this.builder.sealedThrough, idle: this.idle };
+    const marker: RepartitionMessage = {
+      kind: 'progress', source: this.partition, sealedThrough: this.builder.sealedThrough, idle: this.idle, sources: this.ctx.inputPartitions,
+    };
     const wire = encodeRepartition(marker);
     this.ctx.stats.markers += this.ctx.repartitions;
     out.send(

@@ -36,11 +36,8 @@ function rowsByKey(windows: ClosedWindow[]): Map<string, WindowAggregateRow> {
 function distributed(records: { part: number; r: RequestLog }[], partitions: number, repartitions: number): ClosedWindow[] {
   const evictions = { entities: 0, requests: 0 };
   const builders = Array.from({ length: partitions }, (_, p) => new PaneBuilder(p, cfg.slide_ms, cfg.allowed_lateness_ms, 1_000, evictions));
-  const stage2 = Array.from({ length: repartitions }, () => {
-    const a = new WindowAssembler(cfg.size_ms, cfg.slide_ms);
-    for (let p = 0; p < partitions; p++) a.registerSource(p);
-    return a;
-  });
+  // Stage 2 learns the sources from the markers alone.
+  const stage2 = Array.from({ length: repartitions }, () => new WindowAssembler(cfg.size_ms, cfg.slide_ms));
   const deliver = (m: RepartitionMessage, to?: number): void => {
     const wire = encodeRepartition(m);
     const targets = to === undefined ? [hashString(wire.key) % repartitions] : [to];
@@ -48,12 +45,15 @@ function distributed(records: { part: number; r: RequestLog }[], partitions: num
       const d = decodeRepartition(Buffer.from(wire.key), wire.value);
       const a = stage2[t] as WindowAssembler;
       if (d.kind === 'partial') a.addEntityPartial(d.pane, d.entityType, d.entity, d.agg);
-      else a.progress(d.source, d.sealedThrough, d.idle);
+      else {
+        for (let p = 0; p < d.sources; p++) a.registerSource(p);
+        a.progress(d.source, d.sealedThrough, d.idle);
+      }
     }
   };
   const handOver = (b: PaneBuilder, all: boolean): void => {
     for (const pane of b.seal(all)) for (const m of partialMessages(pane)) deliver(m);
-    for (let t = 0; t < repartitions; t++) deliver({ kind: 'progress', source: b.source, sealedThrough: b.sealedThrough, idle: false }, t);
+    for (let t = 0; t < repartitions; t++) deliver({ kind: 'progress', source: b.source, sealedThrough: b.sealedThrough, idle: false, sources: partitions }, t);
   };
   const out: ClosedWindow[] = [];
   for (const { part, r } of records) {

@@ -9,7 +9,7 @@ import type { PanePartial } from './pane-builder.js';
  */
 export type RepartitionMessage =
   | { kind: 'partial'; pane: number; source: number; entityType: EntityType; entity: string; agg: EntityAggregate }
-  | { kind: 'progress'; source: number; sealedThrough: number; idle: boolean };
+  | { kind: 'progress'; source: number; sealedThrough: number; idle: boolean; sources: number };
 
 /** The repartition key of an entity: `<entity_type>:<entity>` (UTF-8). */
 export function repartitionKey(entityType: EntityType, entity: string): string {
@@ -26,7 +26,9 @@ export function encodeRepartition(m: RepartitionMessage): { key: string; value: 
   }
   return {
     key: `~progress:${m.source}`,
-    value: Buffer.from(JSON.stringify({ v: 1, kind: 'progress', source: m.source, sealed_through: Number.isFinite(m.sealedThrough) ? m.sealedThrough : null, idle: m.idle })),
+    value: Buffer.from(
+      JSON.stringify({ v: 1, kind: 'progress', source: m.source, sealed_through: Number.isFinite(m.sealedThrough) ? m.sealedThrough : null, idle: m.idle, sources: m.sources }),
+    ),
   };
 }
 
@@ -50,7 +52,10 @@ export function decodeRepartition(key: Buffer | string | null, value: Buffer | n
     // null: nothing sealed yet (JSON has no -Infinity).
     const st = o.sealed_through;
     if (st !== null && (typeof st !== 'number' || !Number.isFinite(st))) bad("'sealed_through' must be a number or null");
-    return { kind: 'progress', source: source as number, sealedThrough: st ?? Number.NEGATIVE_INFINITY, idle: o.idle === true };
+    // How many input partitions there are: stage 2 waits for every one of them, not only those it has heard from.
+    const sources = o.sources;
+    if (!Number.isSafeInteger(sources) || (sources as number) <= (source as number)) bad("'sources' must be the input topic's partition count");
+    return { kind: 'progress', source: source as number, sealedThrough: st ?? Number.NEGATIVE_INFINITY, idle: o.idle === true, sources: sources as number };
   }
   if (o.kind !== 'partial') bad(`unknown kind ${JSON.stringify(o.kind)}`);
   if (!Number.isSafeInteger(o.pane)) bad("'pane' must be an integer (epoch ms)");

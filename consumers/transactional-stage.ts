@@ -170,6 +170,12 @@ export class TransactionalStage {
   private async taskFor(partition: number): Promise<StageTask> {
     let task = this.tasks.get(partition);
     if (task) return task;
+    // The producer first: initialising its transactional id fences the partition's previous
+    // owner and aborts any transaction it left open, which would otherwise hold back what a
+    // read_committed restore (and the next stage) can see until the transaction times out.
+    if (process.env.BW_DEBUG) logger.info({ stage: this.settings.name, partition }, 'DBG init producer');
+    await this.producerFor(partition);
+    if (process.env.BW_DEBUG) logger.info({ stage: this.settings.name, partition }, 'DBG producer ready; restoring');
     const admin = this.kafka.admin();
     await admin.connect();
     let committed: CommittedPoint = { offset: -1, metadata: null };
@@ -182,6 +188,7 @@ export class TransactionalStage {
     }
     this.committedPoints.set(partition, committed);
     task = await this.settings.createTask(partition, committed);
+    if (process.env.BW_DEBUG) logger.info({ stage: this.settings.name, partition, committed }, 'DBG task restored');
     this.tasks.set(partition, task);
     this.stats.restores++;
     return task;
@@ -269,6 +276,7 @@ export class TransactionalStage {
     const point = task.commitPoint();
     if (out.size === 0 && point.offset < 0) return;
     const producer = await this.producerFor(partition);
+    if (process.env.BW_DEBUG) logger.info({ stage: this.settings.name, partition, n: out.size }, 'DBG txn begin');
     const txn = await producer.transaction();
     try {
       for (const [topic, messages] of out.byTopic) for (const chunk of chunks(messages)) await txn.send({ topic, messages: chunk, acks: -1 });
@@ -279,6 +287,7 @@ export class TransactionalStage {
         });
       }
       await txn.commit();
+      if (process.env.BW_DEBUG) logger.info({ stage: this.settings.name, partition }, 'DBG txn committed');
       this.stats.transactions++;
       this.failures.delete(partition);
       if (point.offset >= 0) this.committedPoints.set(partition, point);

@@ -126,6 +126,7 @@ export class WindowTask implements StageTask {
       stats.received++;
       const msg = decodeRepartition(m.key, m.value);
       if (msg.kind === 'progress') {
+        for (let p = 0; p < msg.sources; p++) this.assembler.registerSource(p);
         this.assembler.progress(msg.source, msg.sealedThrough, msg.idle);
       } else if (offset <= this.restoredThrough && msg.pane < this.restoredNext) {
         stats.replayed++;

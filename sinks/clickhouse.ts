@@ -320,15 +320,37 @@ export class ClickHouseSink implements PipelineSink {
     for (const table of Object.keys(this.buffers) as (keyof typeof TABLES)[]) await this.insert(table);
   }
 
-  private async insert(table: keyof typeof TABLES): Promise<void> {
-    const rows = this.buffers[table];
-    if (rows.length === 0) return;
-    await this.retry(`insert ${table}`, () =>
-      this.client.insert({ table: `${this.settings.database}.${table}`, values: rows, format: 'JSONEachRow' }),
-    );
-    this.buffers[table] = [];
-    this.stats.inserted[table] += rows.length;
+  /**
+   * Inserts what `table`'s buffer holds now. Inserts of a table are chained, so when this
+   * resolves every row buffered before the call is durable, even if another stage's flush took
+   * it; rows buffered while an insert is under way wait for the next one. A failed insert puts
+   * its rows back at the head of the buffer.
+   */
+  private insert(table: keyof typeof TABLES): Promise<void> {
+    const run = async (): Promise<void> => {
+      const rows = this.buffers[table];
+      if (rows.length === 0) return;
+      this.buffers[table] = [];
+      try {
+        await this.retry(`insert ${table}`, () =>
+          this.client.insert({ table: `${this.settings.database}.${table}`, values: rows, format: 'JSONEachRow' }),
+        );
+      } catch (err) {
+        this.buffers[table] = rows.concat(this.buffers[table]);
+        throw err;
+      }
+      this.stats.inserted[table] += rows.length;
+    };
+    const p = this.inflight[table].then(run, run);
+    this.inflight[table] = p.catch(() => undefined);
+    return p;
   }
+
+  private readonly inflight: Record<keyof typeof TABLES, Promise<void>> = {
+    verdicts: Promise.resolve(),
+    window_aggregates: Promise.resolve(),
+    rule_events: Promise.resolve(),
+  };
 
   private retry<T>(what: string, fn: () => Promise<T>): Promise<T> {
     return withRetry(

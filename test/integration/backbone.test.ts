@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startService, type Service } from '../../cli/service.js';
 import { parseConfig } from '../../config.js';
 import { DLQ_HEADERS } from '../../consumers/dead-letter.js';
-import { parseCommitMetadata } from '../../consumers/kafka-source.js';
+import { parsePaneCheckpoint } from '../../consumers/pane-stage.js';
 import { localEndpoints } from '../../infra/index.js';
 import { encodeConfluent, encodePlain, encodeSingleObject } from '../../schemas/codec.js';
 import { fingerprintBytes } from '../../schemas/fingerprint.js';
@@ -71,11 +71,7 @@ describe('backbone on real Kafka, ClickHouse and schema registry', () => {
     });
     service = await startService(config);
     const until = Date.now() + 120_000;
-    while (Date.now() < until) {
-      const w = service.pipeline.windows;
-      if (service.source.stats.messages >= produced && w.openPanes === 0 && !w.hasReady()) break;
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    while (Date.now() < until && !service.settled(produced)) await new Promise((r) => setTimeout(r, 250));
     const base = `http://127.0.0.1:${metricsPort}`;
     scraped.metrics = await (await fetch(`${base}/metrics`)).text();
     scraped.healthz = (await fetch(`${base}/healthz`)).status;
@@ -93,9 +89,9 @@ describe('backbone on real Kafka, ClickHouse and schema registry', () => {
   });
 
   it('consumed every message, decoding all three encodings', () => {
-    expect(service.source.stats.messages).toBe(produced);
-    expect(service.source.stats.decoded).toBe(logs.length);
-    expect(service.pipeline.windows.stats.late).toBe(0);
+    expect(service.stats.panes.messages).toBe(produced);
+    expect(service.stats.panes.decoded).toBe(logs.length);
+    expect(service.stats.panes.late).toBe(0);
   });
 
   it('wrote exactly the brute-force window aggregates to ClickHouse', async () => {
@@ -156,11 +152,12 @@ describe('backbone on real Kafka, ClickHouse and schema registry', () => {
     expect(value('burstwatch_records_decoded_total ')).toBe(logs.length);
     expect(value('burstwatch_decode_errors_total{reason="empty"}')).toBe(2);
     expect(value('burstwatch_decode_errors_total{reason="unknown_schema_id"}')).toBe(1);
-    expect(value('burstwatch_windows_closed_total ')).toBe(service.pipeline.windows.stats.windowsClosed);
+    expect(value('burstwatch_windows_closed_total ')).toBe(service.stats.windows.windowsClosed);
+    expect(value('burstwatch_transactions_total ')).toBeGreaterThan(0);
     expect(value('burstwatch_rules_active ')).toBeGreaterThan(0);
   });
 
-  it('committed every offset, with the emitted-window horizon in the metadata', async () => {
+  it('committed every input offset, with the sealed-pane bound in the metadata', async () => {
     const admin = kafka.admin();
     await admin.connect();
     const committed = await admin.fetchOffsets({ groupId: group, topics: [topic] });
@@ -170,7 +167,7 @@ describe('backbone on real Kafka, ClickHouse and schema registry', () => {
     expect(parts).toHaveLength(3);
     for (const p of parts) {
       expect(p.offset).toBe(ends.find((e) => e.partition === p.partition)?.high);
-      expect(parseCommitMetadata(p.metadata)?.horizon).toBeGreaterThan(T0);
+      expect(parsePaneCheckpoint(p.metadata)?.sealed).toBeGreaterThan(T0);
     }
   });
 });

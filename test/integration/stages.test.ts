@@ -1,0 +1,232 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createClient } from '@clickhouse/client';
+import { Kafka } from 'kafkajs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startService, type Service } from '../../cli/service.js';
+import { parseConfig, type Config } from '../../config.js';
+import { internalTopics } from '../../consumers/topology.js';
+import { localEndpoints } from '../../infra/index.js';
+import { encodeSingleObject } from '../../schemas/codec.js';
+import { requestLogType } from '../../schemas/index.js';
+import { aggregatesInClickHouse, expectExactAggregates, readTopic, traffic } from './helpers.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const bin = join(root, 'dist', 'cli', 'main.js');
+
+/** Everything the pipeline produced for one run: the ClickHouse tables under FINAL and the compacted rule set. */
+interface Outcome {
+  aggregates: unknown[];
+  verdicts: unknown[];
+  ruleEvents: unknown[];
+  rules: Record<string, string>;
+}
+
+/**
+ * The three stages on real Kafka and ClickHouse, run three ways over the same input (three
+ * partitions keyed by client IP, so every ASN's records are spread over all of them):
+ * uninterrupted in one process; killed with SIGKILL mid-stream and restarted; and in two
+ * processes, one of which leaves mid-stream. All three must produce exactly the same
+ * aggregates, verdicts, rule events and rules: nothing lost, nothing counted twice.
+ */
+describe('stages: restart, rebalance and two processes on real Kafka and ClickHouse', () => {
+  const id = randomBytes(4).toString('hex');
+  const topic = `it-stages-${id}`;
+  const kafka = new Kafka({ clientId: 'it', brokers: localEndpoints.kafkaBrokers, logLevel: 1 });
+  const ch = createClient({ url: localEndpoints.clickhouseUrl });
+  const logs = traffic();
+  const outcomes: Record<string, Outcome> = {};
+  const configs: Config[] = [];
+  const details: Record<string, number> = {};
+
+  function configFor(name: string): Config {
+    const c = parseConfig({
+      kafka: { brokers: localEndpoints.kafkaBrokers },
+      input: { topic, group_id: `it-stages-${name}-${id}`, max_bytes_per_partition: 16_384 },
+      dead_letter: { topic: `it-stages-dlq-${name}-${id}` },
+      edge_rules: { topic: `it-stages-rules-${name}-${id}` },
+      clickhouse: { url: localEndpoints.clickhouseUrl, database: `bw_it_stages_${name}_${id}` },
+      windows: { idle_partition_ms: 2_000, idle_flush_ms: 2_000 },
+      topology: { repartition_partitions: 4 },
+      scorer: { robust_deviation: { history: 30, warmup: 12 } },
+      metrics: { port: 0 },
+    });
+    configs.push(c);
+    return c;
+  }
+
+  /** Whether the input group has committed every partition of its topic to the end. */
+  async function inputCommitted(c: Config): Promise<boolean> {
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const ends = await admin.fetchTopicOffsets(c.input.topic);
+      const [committed] = await admin.fetchOffsets({ groupId: c.input.group_id, topics: [c.input.topic] });
+      return ends.every((e) => committed?.partitions.find((p) => p.partition === e.partition)?.offset === e.high);
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  /**
+   * Waits until stage 1 has committed the whole input and every service has been settled for
+   * 3 s in a row (everything read went all the way through the stages).
+   */
+  async function drain(c: Config, services: Service[], timeoutMs = 150_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    let since: number | null = null;
+    while (Date.now() < until) {
+      const ok = services.every((s) => s.settled()) && (await inputCommitted(c));
+      for (const s of services) if (s.fatal()) throw s.fatal() as Error;
+      if (!ok) since = null;
+      else if (since === null) since = Date.now();
+      else if (Date.now() - since >= 3_000) return;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error('the stages did not settle in time');
+  }
+
+  async function outcome(c: Config): Promise<Outcome> {
+    const db = c.clickhouse.database;
+    const q = async (query: string): Promise<unknown[]> => (await (await ch.query({ query, format: 'JSONEachRow' })).json()) as unknown[];
+    const messages = await readTopic(kafka, c.edge_rules.topic, 1);
+    const rules: Record<string, string> = {};
+    for (const m of messages) {
+      if (m.value === null) delete rules[m.key ?? ''];
+      else rules[m.key ?? ''] = m.value.toString('base64');
+    }
+    const result = {
+      aggregates: await q(
+        `SELECT entity_type, entity, toUnixTimestamp(window_start) AS ws, requests, unique_ips, unique_paths, unique_user_agents, unique_ja4s, ` +
+          `unique_asns, status_4xx, status_401, post_requests, response_bytes, requests_per_ip_max, top_paths, top_path_requests ` +
+          `FROM ${db}.window_aggregates FINAL ORDER BY entity_type, entity, ws`,
+      ),
+      verdicts: await q(
+        `SELECT entity_type, entity, toUnixTimestamp(window_start) AS ws, score, anomalous, reasons, feature_values, typical_values ` +
+          `FROM ${db}.verdicts FINAL ORDER BY entity_type, entity, ws`,
+      ),
+      ruleEvents: await q(
+        `SELECT rule_id, op, toUnixTimestamp(event_time) AS at, toUnixTimestamp(expires_at) AS exp, score, verdict_id FROM ${db}.rule_events FINAL ORDER BY rule_id, at, op`,
+      ),
+      rules,
+    };
+    // Kept for a diff when a comparison fails.
+    writeFileSync(join(tmpdir(), `burstwatch-stages-${c.input.group_id}.json`), JSON.stringify(result, null, 1));
+    return result;
+  }
+
+  beforeAll(async () => {
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 3, replicationFactor: 1 }] });
+    await admin.disconnect();
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    const messages = logs.map((log) => ({ key: log.client_ip, value: encodeSingleObject(requestLogType, log) }));
+    for (let i = 0; i < messages.length; i += 1000) await producer.send({ topic, acks: -1, messages: messages.slice(i, i + 1000) });
+    await producer.disconnect();
+  });
+
+  afterAll(async () => {
+    const admin = kafka.admin();
+    await admin.connect();
+    const topics = [topic, `${topic}-two`];
+    for (const c of configs) {
+      await ch.command({ query: `DROP DATABASE IF EXISTS ${c.clickhouse.database}` }).catch(() => undefined);
+      const t = internalTopics(c.topology, c.input.group_id);
+      topics.push(c.dead_letter.topic, c.edge_rules.topic, t.repartition, t.changelog, t.verdicts, t.rulesChangelog);
+    }
+    await admin.deleteTopics({ topics }).catch(() => undefined);
+    await admin.disconnect();
+    await ch.close();
+  });
+
+  it('uninterrupted, in one process: the brute-force aggregates, and the burst flagged', async () => {
+    const c = configFor('one');
+    const s = await startService(c);
+    await drain(c, [s]);
+    if (process.env.BW_DEBUG) {
+      console.log('DEBUG one', JSON.stringify({ stats: s.stats, restores: [s.panes.stats, s.windows.stats, s.rules.stats],
+        late: s.windowTasks().map((t) => [t.partition, t.assembler.stats]) }));
+    }
+    await s.stop();
+    outcomes.one = await outcome(c);
+    expectExactAggregates(await aggregatesInClickHouse(ch, c.clickhouse.database), logs, expect);
+    expect(Object.keys(outcomes.one.rules).length).toBeGreaterThan(0);
+    expect(outcomes.one.verdicts.length).toBeGreaterThan(0);
+  });
+
+  it('killed with SIGKILL mid-stream and restarted: exactly the outcome of the uninterrupted run', async () => {
+    const c = configFor('kill');
+    const dir = mkdtempSync(join(tmpdir(), 'bw-stages-'));
+    const file = join(dir, 'config.json');
+    writeFileSync(file, JSON.stringify({ ...c, metrics: { port: 0, host: '127.0.0.1' } }));
+    const child = spawn(process.execPath, [bin, 'run', '--config', file], { stdio: 'ignore' });
+    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+    // Kill it once some windows are in ClickHouse, long before the stream is through.
+    const until = Date.now() + 90_000;
+    let rowsAtKill = 0;
+    while (Date.now() < until) {
+      rowsAtKill = await ch
+        .query({ query: `SELECT count() AS n FROM ${c.clickhouse.database}.window_aggregates`, format: 'JSONEachRow' })
+        .then(async (r) => Number(((await r.json()) as { n: string }[])[0]?.n ?? 0))
+        .catch(() => 0);
+      if (rowsAtKill >= 300) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    child.kill('SIGKILL');
+    await exited;
+    expect(rowsAtKill).toBeGreaterThan(0);
+    const s = await startService(c);
+    await drain(c, [s]);
+    await s.stop();
+    details.killRowsAtKill = rowsAtKill;
+    details.killReplayed = s.stats.panes.replayed;
+    outcomes.kill = await outcome(c);
+    expect(outcomes.kill.aggregates.length).toBeGreaterThan(rowsAtKill);
+    expect(outcomes.kill).toEqual(outcomes.one);
+  });
+
+  it('two processes, one leaving mid-stream: exactly the outcome of one process', async () => {
+    // Its own input topic, written while both processes run, so that both take part.
+    const c = configFor('two');
+    c.input.topic = `${topic}-two`;
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic: c.input.topic, numPartitions: 3, replicationFactor: 1 }] });
+    await admin.disconnect();
+    const a = await startService(c);
+    const b = await startService(c);
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    const messages = logs.map((log) => ({ key: log.client_ip, value: encodeSingleObject(requestLogType, log) }));
+    const chunk = Math.ceil(messages.length / 12);
+    let left = false;
+    for (let i = 0; i < messages.length; i += chunk) {
+      await producer.send({ topic: c.input.topic, acks: -1, messages: messages.slice(i, i + chunk) });
+      await new Promise((r) => setTimeout(r, 700));
+      // Half way through, once both have closed windows, one process leaves.
+      if (!left && i >= messages.length / 2) {
+        const until = Date.now() + 60_000;
+        while (Date.now() < until && !(a.stats.windows.windowsClosed > 0 && b.stats.windows.windowsClosed > 0)) await new Promise((r) => setTimeout(r, 100));
+        details.twoWindowsA = a.stats.windows.windowsClosed;
+        details.twoWindowsB = b.stats.windows.windowsClosed;
+        details.twoMessagesB = b.stats.panes.messages;
+        await b.stop();
+        left = true;
+      }
+    }
+    await producer.disconnect();
+    expect(details.twoWindowsA).toBeGreaterThan(0);
+    expect(details.twoWindowsB).toBeGreaterThan(0);
+    expect(details.twoMessagesB).toBeGreaterThan(0);
+    await drain(c, [a]);
+    await a.stop();
+    outcomes.two = await outcome(c);
+    expect(outcomes.two).toEqual(outcomes.one);
+  });
+});

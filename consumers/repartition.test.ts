@@ -44,7 +44,7 @@ function distributed(records: { part: number; r: RequestLog }[], partitions: num
     for (const t of targets) {
       const d = decodeRepartition(Buffer.from(wire.key), wire.value);
       const a = stage2[t] as WindowAssembler;
-      if (d.kind === 'partial') a.addEntityPartial(d.pane, d.entityType, d.entity, d.agg);
+      if (d.kind === 'partial') a.addEntityPartial(d.pane, d.source, d.entityType, d.entity, d.agg);
       else {
         for (let p = 0; p < d.sources; p++) a.registerSource(p);
         a.progress(d.source, d.sealedThrough, d.idle);

@@ -1,4 +1,4 @@
-import { ENTITY_TYPES, EntityAggregate, type EntityType, type WindowAggregateRow } from './aggregates.js';
+import { ENTITY_TYPES, EntityAggregate, type EntityType, type WindowAggregateRow, type WindowTops } from './aggregates.js';
 import { BoundedEntityMap, type EvictionStats } from './entity-map.js';
 import type { PanePartial } from './pane-builder.js';
 
@@ -14,7 +14,10 @@ const GAP_WINDOWS = 1_000;
 
 interface Item {
   pane: number;
+  /** The pane's own aggregate. */
   agg: EntityAggregate;
+  /** Front items: the merge of this pane and every newer front pane. */
+  suffix?: EntityAggregate;
 }
 
 /**
@@ -74,16 +77,39 @@ class EntitySlide {
         merged.merge(acc);
         acc = merged;
       }
-      this.front.push({ pane: it.pane, agg: acc });
+      this.front.push({ pane: it.pane, agg: it.agg, suffix: acc });
     }
     this.back = [];
     this.backAgg = null;
     this.backOwned = false;
   }
 
+  /**
+   * The heavy-hitter summaries over every pane held, merged oldest to newest. Space-Saving
+   * merges are not associative (ties, evictions), and the two-stacks association depends on
+   * when the stacks last flipped, which a restart changes; a left fold in pane order makes
+   * top paths and requests per IP a function of the panes alone. Small summaries merge
+   * without ranking, so this costs little.
+   */
+  foldTops(): WindowTops | null {
+    const items: Item[] = [];
+    for (let i = this.front.length - 1; i >= 0; i--) items.push(this.front[i] as Item);
+    items.push(...this.back);
+    const first = items[0];
+    if (!first) return null;
+    if (items.length === 1) return { paths: first.agg.topPaths, ips: first.agg.topIps };
+    const paths = first.agg.topPaths.clone();
+    const ips = first.agg.topIps.clone();
+    for (let i = 1; i < items.length; i++) {
+      paths.merge((items[i] as Item).agg.topPaths);
+      ips.merge((items[i] as Item).agg.topIps);
+    }
+    return { paths, ips };
+  }
+
   /** The aggregate over every pane held; do not mutate it. */
   query(): EntityAggregate | null {
-    const f = this.front.length > 0 ? (this.front[this.front.length - 1] as Item).agg : null;
+    const f = this.front.length > 0 ? ((this.front[this.front.length - 1] as Item).suffix as EntityAggregate) : null;
     if (!f) return this.backAgg;
     if (!this.backAgg) return f;
     const q = f.clone();
@@ -122,7 +148,13 @@ interface SourceState {
 export class WindowAssembler {
   private readonly sources = new Map<number, SourceState>();
   /** Panes some source has sealed and not every source has: start → merged partials. */
-  private readonly pending = new Map<number, Record<EntityType, BoundedEntityMap>>();
+  /**
+   * Panes some source has sealed and not every source has: start → each source's partials.
+   * They are merged only when the pane completes, in source order, so that results never
+   * depend on the order in which sources' partials happened to arrive (Space-Saving ties, and
+   * so top paths, would).
+   */
+  private readonly pending = new Map<number, Map<number, Record<EntityType, BoundedEntityMap>>>();
   private readonly slides: Record<EntityType, Map<string, EntitySlide>> = { asn: new Map(), ja4: new Map(), asn_ja4: new Map() };
   /** Every pane starting before this has been slid into the windows. */
   private completeBelow = Number.NEGATIVE_INFINITY;
@@ -211,38 +243,36 @@ export class WindowAssembler {
       for (const [, a] of p.entities.asn.entries()) this.stats.lateRequests += a.requests;
       return false;
     }
-    const merged = this.pending.get(p.start);
-    if (!merged) {
-      // The first partial of a pane is taken as is; later ones merge into it.
-      this.pending.set(p.start, p.entities);
-      return true;
-    }
-    for (const type of ENTITY_TYPES) {
-      const into = merged[type];
-      for (const [e, a] of p.entities[type].entries()) into.mergeIn(e, a);
-    }
+    let bySource = this.pending.get(p.start);
+    if (!bySource) this.pending.set(p.start, (bySource = new Map()));
+    const prior = bySource.get(p.source);
+    if (!prior) bySource.set(p.source, p.entities);
+    else for (const type of ENTITY_TYPES) for (const [e, a] of p.entities[type].entries()) prior[type].mergeIn(e, a);
     return true;
+  }
+
+  private emptyMaps(): Record<EntityType, BoundedEntityMap> {
+    const cap = this.maxEntitiesPerPane;
+    return {
+      asn: new BoundedEntityMap('asn', cap, this.evictions),
+      ja4: new BoundedEntityMap('ja4', cap, this.evictions),
+      asn_ja4: new BoundedEntityMap('asn_ja4', cap, this.evictions),
+    };
   }
 
   /**
    * Takes one entity's partial of a sealed pane (from the repartition topic). Returns false if
    * the pane was already complete (late).
    */
-  addEntityPartial(pane: number, entityType: EntityType, entity: string, agg: EntityAggregate): boolean {
+  addEntityPartial(pane: number, source: number, entityType: EntityType, entity: string, agg: EntityAggregate): boolean {
     if (pane < this.completeBelow || pane < this.nextWindowStart) {
       if (entityType === 'asn') this.stats.lateRequests += agg.requests;
       return false;
     }
-    let maps = this.pending.get(pane);
-    if (!maps) {
-      const cap = this.maxEntitiesPerPane;
-      maps = {
-        asn: new BoundedEntityMap('asn', cap, this.evictions),
-        ja4: new BoundedEntityMap('ja4', cap, this.evictions),
-        asn_ja4: new BoundedEntityMap('asn_ja4', cap, this.evictions),
-      };
-      this.pending.set(pane, maps);
-    }
+    let bySource = this.pending.get(pane);
+    if (!bySource) this.pending.set(pane, (bySource = new Map()));
+    let maps = bySource.get(source);
+    if (!maps) bySource.set(source, (maps = this.emptyMaps()));
     maps[entityType].mergeIn(entity, agg);
     return true;
   }
@@ -285,8 +315,17 @@ export class WindowAssembler {
   /** Slides a pane every source has sealed into the windows of its entities, after closing the windows that end before it. */
   private complete(start: number): void {
     this.closeWindowsEndingBy(start);
-    const maps = this.pending.get(start) as Record<EntityType, BoundedEntityMap>;
+    const bySource = this.pending.get(start) as Map<number, Record<EntityType, BoundedEntityMap>>;
     this.pending.delete(start);
+    const sources = [...bySource.keys()].sort((a, b) => a - b);
+    let maps = bySource.get(sources[0] as number) as Record<EntityType, BoundedEntityMap>;
+    if (sources.length > 1) {
+      maps = this.emptyMaps();
+      for (const src of sources) {
+        const part = bySource.get(src) as Record<EntityType, BoundedEntityMap>;
+        for (const type of ENTITY_TYPES) for (const [e, a] of part[type].entries()) maps[type].mergeIn(e, a);
+      }
+    }
     for (const type of ENTITY_TYPES) {
       const slides = this.slides[type];
       for (const [e, a] of maps[type].entries()) {
@@ -355,7 +394,7 @@ export class WindowAssembler {
     const rows: WindowAggregateRow[] = [];
     for (const type of ENTITY_TYPES) {
       const slides = this.slides[type];
-      const entries: [string, EntityAggregate][] = [];
+      const entries: [string, EntityAggregate, WindowTops | null][] = [];
       for (const [e, sl] of slides) {
         sl.evictBefore(start);
         if (sl.empty) {
@@ -363,10 +402,10 @@ export class WindowAssembler {
           continue;
         }
         const agg = sl.query();
-        if (agg) entries.push([e, agg]);
+        if (agg) entries.push([e, agg, sl.foldTops()]);
       }
       entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-      for (const [e, a] of entries) rows.push(a.toRow(e, start, end));
+      for (const [e, a, tops] of entries) rows.push(a.toRow(e, start, end, tops ?? undefined));
     }
     this.ready.push({ windowStart: start, windowEnd: end, rows });
     this.emittedData = true;

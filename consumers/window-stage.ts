@@ -130,7 +130,7 @@ export class WindowTask implements StageTask {
         this.assembler.progress(msg.source, msg.sealedThrough, msg.idle);
       } else if (offset <= this.restoredThrough && msg.pane < this.restoredNext) {
         stats.replayed++;
-      } else if (this.assembler.addEntityPartial(msg.pane, msg.entityType, msg.entity, msg.agg)) {
+      } else if (this.assembler.addEntityPartial(msg.pane, msg.source, msg.entityType, msg.entity, msg.agg)) {
         stats.partials++;
         const cur = this.paneOffsets.get(msg.pane);
         if (cur === undefined || offset < cur) this.paneOffsets.set(msg.pane, offset);

@@ -225,6 +225,9 @@ describe('stages: restart, rebalance and two processes on real Kafka and ClickHo
     expect(details.twoWindowsB).toBeGreaterThan(0);
     expect(details.twoMessagesB).toBeGreaterThan(0);
     await drain(c, [a]);
+    if (process.env.BW_DEBUG) {
+      console.log('DEBUG two', JSON.stringify({ details, a: a.stats, late: a.windowTasks().map((t) => [t.partition, t.assembler.stats]), b: b.stats }));
+    }
     await a.stop();
     outcomes.two = await outcome(c);
     expect(outcomes.two).toEqual(outcomes.one);

@@ -1,10 +1,23 @@
 /**
- * `npm run bench`: replay throughput against decoding alone, on the same ≥1M-event Avro file in
- * the same process, so that the ratio (the figure that matters) cancels out the machine's noise.
- * Runs alternate (decode, replay, decode, replay, …) and the best of each is kept.
- * Results go to bench/RESULTS.md.
+ * `npm run bench`: three sections, in this order, written to bench/RESULTS.md. The machine is
+ * shared and noisy, so every figure is a ratio against a peer run made in the same process (or
+ * script) on the same input, with absolute figures for scale.
+ *
+ * - replay: replay throughput against decoding alone on the same ≥1M-event Avro file. Runs
+ *   alternate (decode, replay, decode, replay, …) and the best of each is kept.
+ * - windows: the pane window engine against a naive per-window one on the same in-memory
+ *   stream, at 10 s and 1 s slides (bench/windows-bench.ts).
+ * - cardinality: memory and heavy hitters under a flood of new fingerprints, in a child
+ *   process so that its resident memory is its own (bench/cardinality.ts).
+ *
+ * Knobs (environment): BENCH_SECTIONS (comma-separated, default all; sections not run keep
+ * their previous text in RESULTS.md), BENCH_ROUNDS (default 3, replay and windows),
+ * BENCH_EVENTS (replay file, default 1 000 000), BENCH_WINDOWS_RECORDS (default 300 000),
+ * BENCH_WINDOWS_PREFIX (default 30 000), BENCH_WINDOWS_CHECK (default 20 000), and the
+ * BENCH_CARDINALITY_* knobs of bench/cardinality.ts.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +26,10 @@ import { replay } from '../cli/replay.js';
 import { DEFAULT_SCENARIOS, generateTraffic } from '../cli/traffic.js';
 import { parseConfig } from '../config.js';
 import { validateRequestLog } from '../schemas/codec.js';
+import { runWindowsBench, windowsMarkdown } from './windows-bench.js';
+
+const SECTIONS = ['replay', 'windows', 'cardinality'] as const;
+type Section = (typeof SECTIONS)[number];
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 1_000_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -21,6 +38,44 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const benchDir = here.includes('/dist/') ? join(here, '..', '..', 'bench') : here;
 const dataDir = join(benchDir, 'data');
 const file = join(dataDir, `requests-${EVENTS}.avro`);
+const resultsFile = join(benchDir, 'RESULTS.md');
+const machine = `Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}`;
+const today = (): string => new Date().toISOString().slice(0, 10);
+
+/** The code measured: commit, and how many files differ from it (figures of a dirty tree are not the commit's). */
+function codeState(): string {
+  try {
+    const git = (...args: string[]): string => execFileSync('git', args, { cwd: join(benchDir, '..'), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const head = git('rev-parse', '--short', 'HEAD');
+    const dirty = git('status', '--porcelain', '--untracked-files=no').split('\n').filter((l) => l !== '').length;
+    return dirty ? `commit ${head} plus uncommitted changes to ${dirty} tracked files` : `commit ${head}`;
+  } catch {
+    return 'commit unknown (no git)';
+  }
+}
+
+function selectedSections(): Section[] {
+  const raw = process.env.BENCH_SECTIONS;
+  if (raw === undefined || raw.trim() === '') return [...SECTIONS];
+  const names = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  for (const n of names) {
+    if (!(SECTIONS as readonly string[]).includes(n)) {
+      throw new Error(`BENCH_SECTIONS: unknown section '${n}'; accepted: ${SECTIONS.join(', ')} (comma-separated)`);
+    }
+  }
+  return SECTIONS.filter((s) => names.includes(s));
+}
+
+/** The BENCH_* variables that are set and concern a section, for its footnote. */
+function knobs(prefixes: string[]): string {
+  const set = Object.entries(process.env)
+    .filter(([k, v]) => v !== undefined && prefixes.some((p) => k === p || k.startsWith(`${p}_`)))
+    .map(([k, v]) => `\`${k}=${v}\``);
+  return set.length ? `Knobs set: ${set.join(', ')}.` : 'Default knobs.';
+}
+
+// ---------------------------------------------------------------------------------------
+// Replay against decoding alone
 
 async function ensureFile(): Promise<void> {
   if (existsSync(file)) return;
@@ -53,36 +108,33 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }>
   return { ms: Number(process.hrtime.bigint() - t0) / 1e6, value };
 }
 
-await ensureFile();
-const out = mkdtempSync(join(tmpdir(), 'burstwatch-bench-'));
-const config = parseConfig({});
-const decodeMs: number[] = [];
-const replayMs: number[] = [];
-let records = 0;
-let summary: Awaited<ReturnType<typeof replay>> | null = null;
-for (let round = 0; round < ROUNDS; round++) {
-  const d = await timed(decodeOnly);
-  decodeMs.push(d.ms);
-  records = d.value;
-  const r = await timed(() => replay({ input: file, verdicts: join(out, 'v.ndjson'), rules: join(out, 'r.ndjson'), config, progress: false }));
-  replayMs.push(r.ms);
-  summary = r.value;
-  process.stderr.write(`bench: round ${round + 1}/${ROUNDS}: decode ${d.ms.toFixed(0)} ms, replay ${r.ms.toFixed(0)} ms\n`);
-}
-rmSync(out, { recursive: true, force: true });
-const best = (xs: number[]): number => Math.min(...xs);
-const decodeRate = records / (best(decodeMs) / 1000);
-const replayRate = records / (best(replayMs) / 1000);
-const ratio = replayRate / decodeRate;
-const maxRssMb = process.resourceUsage().maxRSS / 1024;
-const s = summary as NonNullable<typeof summary>;
-const md = `# Benchmark results
+async function replaySection(): Promise<string> {
+  await ensureFile();
+  const out = mkdtempSync(join(tmpdir(), 'burstwatch-bench-'));
+  const config = parseConfig({});
+  const decodeMs: number[] = [];
+  const replayMs: number[] = [];
+  let records = 0;
+  let summary: Awaited<ReturnType<typeof replay>> | null = null;
+  for (let round = 0; round < ROUNDS; round++) {
+    const d = await timed(decodeOnly);
+    decodeMs.push(d.ms);
+    records = d.value;
+    const r = await timed(() => replay({ input: file, verdicts: join(out, 'v.ndjson'), rules: join(out, 'r.ndjson'), config, progress: false }));
+    replayMs.push(r.ms);
+    summary = r.value;
+    process.stderr.write(`bench: round ${round + 1}/${ROUNDS}: decode ${d.ms.toFixed(0)} ms, replay ${r.ms.toFixed(0)} ms\n`);
+  }
+  rmSync(out, { recursive: true, force: true });
+  const best = (xs: number[]): number => Math.min(...xs);
+  const decodeRate = records / (best(decodeMs) / 1000);
+  const replayRate = records / (best(replayMs) / 1000);
+  const ratio = replayRate / decodeRate;
+  const maxRssMb = process.resourceUsage().maxRSS / 1024;
+  const s = summary as NonNullable<typeof summary>;
+  return `## Replay against decoding alone
 
-Written by \`npm run bench\` (bench/run.ts) on ${new Date().toISOString().slice(0, 10)}; Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}.
-The machine is shared and noisy, so the figure to read is the **ratio** of the two runs made in the same process on the same file;
-absolute rates are given for scale only. Best of ${ROUNDS} alternating rounds each.
-
-## Replay against decoding alone
+Run on ${today()}; ${machine}. Best of ${ROUNDS} alternating rounds each, in the same process on the same file.
 
 File: ${records.toLocaleString('en-US')} simulated request logs (\`generateTraffic\`, seed 7, ${RATE} benign req/s plus the three default attacks),
 Avro object container, null codec, ${(statSync(file).size / 1e6).toFixed(0)} MB.
@@ -95,9 +147,110 @@ Avro object container, null codec, ${(statSync(file).size / 1e6).toFixed(0)} MB.
 **replay / decode throughput ratio: ${ratio.toFixed(2)}** (1.00 would mean the pipeline costs nothing beyond decoding).
 
 Replay produced ${s.windows} windows, ${s.verdicts.toLocaleString('en-US')} verdicts (${s.anomalous} anomalous), ${s.ruleUpserts} rule upserts and ${s.ruleDeletes} deletes; ${s.late} late records.
-Peak resident memory of the whole bench process: ${maxRssMb.toFixed(0)} MB.
+Peak resident memory of the bench process by the end of this section (it runs first): ${maxRssMb.toFixed(0)} MB.
 
 All rounds (ms): decode ${decodeMs.map((x) => x.toFixed(0)).join(', ')}; replay ${replayMs.map((x) => x.toFixed(0)).join(', ')}.
 `;
-writeFileSync(join(benchDir, 'RESULTS.md'), md);
+}
+
+// ---------------------------------------------------------------------------------------
+// Windows and cardinality
+
+function windowsSection(): string {
+  const num = (name: string): number | undefined => (process.env[name] === undefined ? undefined : Number(process.env[name]));
+  const r = runWindowsBench({
+    records: num('BENCH_WINDOWS_RECORDS'),
+    prefixRecords: num('BENCH_WINDOWS_PREFIX'),
+    checkRecords: num('BENCH_WINDOWS_CHECK'),
+    rounds: ROUNDS,
+  });
+  return windowsMarkdown(r, `Run on ${today()}; ${machine}.`);
+}
+
+/** Runs bench/cardinality.js in its own process (its RSS is its own) and returns its markdown. */
+function cardinalitySection(): Promise<string> {
+  const script = join(here, 'cardinality.js');
+  if (!existsSync(script)) return Promise.reject(new Error(`${script} not found: run the bench from dist/ (npm run bench builds it)`));
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--expose-gc', script], { stdio: ['ignore', 'pipe', 'inherit'], env: process.env });
+    const chunks: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => chunks.push(c));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve(Buffer.concat(chunks).toString('utf8'));
+      else reject(new Error(`cardinality child exited with ${signal ?? `code ${code}`}`));
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// RESULTS.md
+
+const TITLES: Record<Section, string> = {
+  replay: '## Replay against decoding alone',
+  windows: '## Sliding windows: pane engine against naive per-window aggregation',
+  cardinality: '## Cardinality attack: memory and heavy hitters under a flood of new fingerprints',
+};
+
+/** The sections of the current RESULTS.md, to keep those not run this time. */
+function previousSections(): Partial<Record<Section, string>> {
+  if (!existsSync(resultsFile)) return {};
+  const text = readFileSync(resultsFile, 'utf8');
+  const out: Partial<Record<Section, string>> = {};
+  for (const m of text.matchAll(/<!-- bench:(\w+) -->\n([\s\S]*?)<!-- \/bench:\1 -->/g)) {
+    if ((SECTIONS as readonly string[]).includes(m[1] as string)) out[m[1] as Section] = m[2] as string;
+  }
+  // A file written before sections had markers held the replay section only.
+  if (!out.replay) {
+    const at = text.indexOf(TITLES.replay);
+    if (at >= 0) out.replay = text.slice(at);
+  }
+  return out;
+}
+
+function writeResults(done: Partial<Record<Section, string>>): string {
+  const previous = previousSections();
+  const parts = [
+    '# Benchmark results',
+    '',
+    'Written by `npm run bench` (bench/run.ts). Sections: replay against decoding, sliding windows against a naive engine, and a cardinality attack ' +
+      '(`BENCH_SECTIONS=windows npm run bench` reruns one and keeps the others). The machine is shared and noisy, so the figures to read are ' +
+      'the **ratios** between runs made in the same process (or script) on the same input; absolute figures are given for scale only. ' +
+      'Each section says when and on what it ran.',
+    '',
+  ];
+  for (const s of SECTIONS) {
+    const body = done[s] ?? previous[s] ?? `${TITLES[s]}\n\nNot run yet: \`BENCH_SECTIONS=${s} npm run bench\`.\n`;
+    parts.push(`<!-- bench:${s} -->`, body.trimEnd(), '', `<!-- /bench:${s} -->`, '');
+  }
+  const md = parts.join('\n');
+  writeFileSync(resultsFile, md);
+  return md;
+}
+
+const selected = selectedSections();
+const done: Partial<Record<Section, string>> = {};
+let failed = false;
+const t0 = Date.now();
+for (const s of selected) {
+  const started = Date.now();
+  process.stderr.write(`bench: section ${s}…\n`);
+  try {
+    let body: string;
+    if (s === 'replay') body = (await replaySection()) + `\n${knobs(['BENCH_EVENTS', 'BENCH_ROUNDS'])}`;
+    else if (s === 'windows') body = windowsSection() + `\n${knobs(['BENCH_WINDOWS', 'BENCH_ROUNDS'])}`;
+    else body = (await cardinalitySection()) + `\n${knobs(['BENCH_CARDINALITY'])}`;
+    done[s] = `${body.trimEnd()} Code measured: ${codeState()}. Section wall time: ${((Date.now() - started) / 1000).toFixed(0)} s.\n`;
+  } catch (err) {
+    // A failed section (the windows self-check, a crashed child) aborts the bench, but what ran is written.
+    const message = err instanceof Error ? err.message : String(err);
+    done[s] = `${TITLES[s]}\n\n**ABORTED on ${today()}: ${message}**\n`;
+    failed = true;
+    process.stderr.write(`bench: section ${s} failed: ${message}\n`);
+    break;
+  }
+}
+const md = writeResults(done);
 process.stdout.write(md);
+process.stderr.write(`bench: ${selected.join(', ')} in ${((Date.now() - t0) / 1000).toFixed(0)} s; wrote ${resultsFile}\n`);
+if (failed) process.exitCode = 1;

@@ -89,7 +89,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   const started = Date.now();
   for (;;) {
     runProgress.update(service.stats.panes.messages);
-    if (service.settled(total)) break;
+    if (await service.settled(total)) break;
     if (service.fatal()) throw service.fatal();
     if (Date.now() - started > 10 * 60_000) throw new Error('the demo pipeline did not finish within 10 minutes');
     await new Promise((r) => setTimeout(r, 250));

@@ -37,11 +37,11 @@ export interface Service {
   windowTasks(): WindowTask[];
   ruleTask(): RuleTask | null;
   /**
-   * Whether everything this process has read has gone all the way through: no open pane, no
-   * partial or window verdict in flight between the stages, no window waiting. With
+   * Whether everything has gone all the way through this process: every stage has consumed
+   * its partitions to their high watermarks, no pane is open, no window waits. With
    * `inputMessages`, also that stage 1 has read that many input messages.
    */
-  settled(inputMessages?: number): boolean;
+  settled(inputMessages?: number): Promise<boolean>;
   /** An error that stopped a stage for good, if any. */
   fatal(): unknown;
   /** Stops fetching, finishes the batches in hand, flushes, commits and disconnects. */
@@ -145,13 +145,12 @@ export async function startService(config: Config): Promise<Service> {
     paneTasks,
     windowTasks,
     ruleTask,
-    settled: (inputMessages?: number) => {
+    settled: async (inputMessages?: number) => {
       if (inputMessages !== undefined && stats.panes.messages < inputMessages) return false;
       if (paneTasks().some((task) => task.builder.openPanes > 0)) return false;
-      if (stats.windows.received < stats.panes.partials + stats.panes.markers) return false;
       if (windowTasks().some((task) => task.assembler.heldPanes + task.assembler.pendingPanes > 0)) return false;
-      if (stats.rules.received < stats.windows.messagesSent) return false;
-      return (ruleTask()?.pendingWindows ?? 0) === 0;
+      if ((ruleTask()?.pendingWindows ?? 0) > 0) return false;
+      return (await panes.caughtUp()) && (await windows.caughtUp()) && (await rules.caughtUp());
     },
     fatal: () => panes.fatal ?? windows.fatal ?? rules.fatal,
     stop: () => stopping(),

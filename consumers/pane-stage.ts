@@ -156,12 +156,13 @@ export class PaneTask implements StageTask {
   }
 
   /** Live idleness: a partition silent (and caught up) for idle_partition_ms hands over its open panes and stops holding the watermark back. */
-  async tick(nowMs: number, out: StageOutput): Promise<void> {
-    if (this.lastActivity === null || this.lagging) {
+  async tick(nowMs: number, out: StageOutput, highWatermark: number): Promise<void> {
+    if (this.lastActivity === null || this.lagging || this.through + 1 < highWatermark) {
       this.lastActivity = nowMs;
       return;
     }
     if (!this.idle && nowMs - this.lastActivity >= this.ctx.config.windows.idle_partition_ms) {
+      logger.info({ partition: this.partition, through: this.through, highWatermark }, 'input partition idle: handing over its open panes');
       this.idle = true;
       this.handOver(out, true);
     }

@@ -1,4 +1,4 @@
-import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, Producer } from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, Producer } from 'kafkajs';
 import { BurstwatchError } from '../errors.js';
 import { logger } from '../logger.js';
 
@@ -20,8 +20,8 @@ export interface CommittedPoint {
 export interface StageTask {
   /** Handles the messages of a batch (in offset order); `lagging` says more are waiting. */
   handle(messages: KafkaMessage[], out: StageOutput, nowMs: number, lagging: boolean): Promise<void>;
-  /** Wall-clock tick (live idleness); optional. */
-  tick?(nowMs: number, out: StageOutput): Promise<void>;
+  /** Wall-clock tick (live idleness), with the partition's high watermark now; optional. */
+  tick?(nowMs: number, out: StageOutput, highWatermark: number): Promise<void>;
   /** The offset to commit (the oldest message the state still needs) and its metadata. */
   commitPoint(): CommittedPoint;
 }
@@ -70,7 +70,10 @@ export class TransactionalStage {
   /** The last point committed (or read at restore) per partition: where a failed task starts again. */
   private readonly committedPoints = new Map<number, CommittedPoint>();
   private readonly failures = new Map<number, number>();
+  /** Next offset after what the current tasks have consumed, transaction markers included. */
+  private readonly consumedTo = new Map<number, number>();
   private timer: NodeJS.Timeout | null = null;
+  private admin: Promise<Admin> | null = null;
   private stopping = false;
   private failure: unknown = null;
   readonly stats: StageStats = { batches: 0, messages: 0, transactions: 0, restores: 0 };
@@ -112,6 +115,7 @@ export class TransactionalStage {
       void this.serial(async () => {
         // State restarts from the committed checkpoint after every rebalance.
         this.tasks.clear();
+        this.consumedTo.clear();
         for (const [p, producer] of this.producers) {
           if (!assigned.has(p)) {
             this.producers.delete(p);
@@ -122,6 +126,12 @@ export class TransactionalStage {
         this.ready = true;
         logger.info({ stage: this.settings.name, topic, partitions: this.partitions }, 'partitions assigned');
       });
+    });
+    // Batches holding only transaction markers never reach eachBatch; they still mark progress.
+    consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
+      const { topic: t, partition, batchSize, lastOffset } = e.payload;
+      if (t !== topic || batchSize > 0 || !this.tasks.has(partition)) return;
+      this.consumedTo.set(partition, Math.max(this.consumedTo.get(partition) ?? 0, Number(lastOffset) + 1));
     });
     consumer.on(consumer.events.CRASH, (e) => {
       logger.error({ stage: this.settings.name, err: e.payload.error?.message, restart: e.payload.restart }, 'consumer crashed');
@@ -173,22 +183,13 @@ export class TransactionalStage {
     // The producer first: initialising its transactional id fences the partition's previous
     // owner and aborts any transaction it left open, which would otherwise hold back what a
     // read_committed restore (and the next stage) can see until the transaction times out.
-    if (process.env.BW_DEBUG) logger.info({ stage: this.settings.name, partition }, 'DBG init producer');
     await this.producerFor(partition);
-    if (process.env.BW_DEBUG) logger.info({ stage: this.settings.name, partition }, 'DBG producer ready; restoring');
-    const admin = this.kafka.admin();
-    await admin.connect();
     let committed: CommittedPoint = { offset: -1, metadata: null };
-    try {
-      const [t] = await admin.fetchOffsets({ groupId: this.settings.groupId, topics: [this.settings.topic] });
-      const p = t?.partitions.find((x) => x.partition === partition);
-      if (p) committed = { offset: Number(p.offset), metadata: p.metadata ?? null };
-    } finally {
-      await admin.disconnect();
-    }
+    const [t] = await (await this.adminClient()).fetchOffsets({ groupId: this.settings.groupId, topics: [this.settings.topic] });
+    const p = t?.partitions.find((x) => x.partition === partition);
+    if (p) committed = { offset: Number(p.offset), metadata: p.metadata ?? null };
     this.committedPoints.set(partition, committed);
     task = await this.settings.createTask(partition, committed);
-    if (process.env.BW_DEBUG) logger.info({ stage: this.settings.name, partition, committed }, 'DBG task restored');
     this.tasks.set(partition, task);
     this.stats.restores++;
     return task;
@@ -220,6 +221,7 @@ export class TransactionalStage {
     }
     this.stats.batches++;
     this.stats.messages += messages.length;
+    this.consumedTo.set(partition, Math.max(this.consumedTo.get(partition) ?? 0, Number(batch.lastOffset()) + 1));
     resolveOffset(batch.lastOffset());
     await heartbeat();
   }
@@ -233,6 +235,7 @@ export class TransactionalStage {
     const n = (this.failures.get(partition) ?? 0) + 1;
     this.failures.set(partition, n);
     this.tasks.delete(partition);
+    this.consumedTo.delete(partition);
     const producer = this.producers.get(partition);
     this.producers.delete(partition);
     await producer?.disconnect().catch(() => undefined);
@@ -246,23 +249,21 @@ export class TransactionalStage {
   }
 
   private async seekToStart(partition: number): Promise<void> {
-    const admin = this.kafka.admin();
-    await admin.connect();
-    try {
-      const low = (await admin.fetchTopicOffsets(this.settings.topic)).find((o) => o.partition === partition)?.low ?? '0';
-      this.consumer?.seek({ topic: this.settings.topic, partition, offset: low });
-    } finally {
-      await admin.disconnect();
-    }
+    const low = (await this.topicOffsets()).find((o) => o.partition === partition)?.low ?? '0';
+    this.consumer?.seek({ topic: this.settings.topic, partition, offset: low });
   }
 
   private async tick(): Promise<void> {
-    if (this.stopping) return;
+    if (this.stopping || this.tasks.size === 0) return;
+    // High watermarks from the broker: a partition with records it has not read yet is slow
+    // (rebalancing, fetching), never idle, however long since its last batch.
+    const highs = new Map<number, number>();
+    for (const o of await this.topicOffsets()) highs.set(o.partition, Number(o.high));
     for (const [partition, task] of this.tasks) {
       if (!task.tick) continue;
       const out = new Outbox();
       try {
-        await task.tick(this.clock(), out);
+        await task.tick(this.clock(), out, highs.get(partition) ?? 0);
         if (out.size > 0) await this.commit(partition, task, out);
       } catch (err) {
         await this.recover(partition, err);
@@ -276,7 +277,6 @@ export class TransactionalStage {
     const point = task.commitPoint();
     if (out.size === 0 && point.offset < 0) return;
     const producer = await this.producerFor(partition);
-    if (process.env.BW_DEBUG) logger.info({ stage: this.settings.name, partition, n: out.size }, 'DBG txn begin');
     const txn = await producer.transaction();
     try {
       for (const [topic, messages] of out.byTopic) for (const chunk of chunks(messages)) await txn.send({ topic, messages: chunk, acks: -1 });
@@ -287,7 +287,6 @@ export class TransactionalStage {
         });
       }
       await txn.commit();
-      if (process.env.BW_DEBUG) logger.info({ stage: this.settings.name, partition }, 'DBG txn committed');
       this.stats.transactions++;
       this.failures.delete(partition);
       if (point.offset >= 0) this.committedPoints.set(partition, point);
@@ -297,18 +296,52 @@ export class TransactionalStage {
     }
   }
 
+  /** Whether every partition this member owns has been consumed to its high watermark (markers included). */
+  async caughtUp(): Promise<boolean> {
+    if (!this.ready) return false;
+    const offsets = await this.topicOffsets();
+    return offsets.every((o) => !this.assigned.has(o.partition) || Number(o.high) <= Math.max(Number(o.low), this.consumedTo.get(o.partition) ?? 0));
+  }
+
+  /** One admin connection per stage, opened on first use (ticks ask for high watermarks every second). */
+  private async adminClient(): Promise<Admin> {
+    if (!this.admin) {
+      const admin = this.kafka.admin();
+      this.admin = admin.connect().then(
+        () => admin,
+        (err: unknown) => {
+          this.admin = null;
+          throw err;
+        },
+      );
+    }
+    return this.admin;
+  }
+
+  /** Low and high watermarks of the stage's input topic, per partition. */
+  private async topicOffsets(): Promise<{ partition: number; low: string; high: string }[]> {
+    return (await this.adminClient()).fetchTopicOffsets(this.settings.topic);
+  }
+
   /** Stops fetching, lets the batch in hand finish and commit, and disconnects. */
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     const consumer = this.consumer;
-    if (!consumer) return;
+    if (!consumer) {
+      await (await this.admin?.catch(() => null))?.disconnect().catch(() => undefined);
+      this.admin = null;
+      return;
+    }
     await this.serial(async () => undefined);
     await consumer.stop();
     await consumer.disconnect();
     for (const p of this.producers.values()) await p.disconnect().catch(() => undefined);
     this.producers.clear();
+    const admin = this.admin;
+    this.admin = null;
+    if (admin) await (await admin.catch(() => null))?.disconnect().catch(() => undefined);
     this.consumer = null;
   }
 }

@@ -71,7 +71,7 @@ describe('backbone on real Kafka, ClickHouse and schema registry', () => {
     });
     service = await startService(config);
     const until = Date.now() + 120_000;
-    while (Date.now() < until && !service.settled(produced)) await new Promise((r) => setTimeout(r, 250));
+    while (Date.now() < until && !(await service.settled(produced))) await new Promise((r) => setTimeout(r, 250));
     const base = `http://127.0.0.1:${metricsPort}`;
     scraped.metrics = await (await fetch(`${base}/metrics`)).text();
     scraped.healthz = (await fetch(`${base}/healthz`)).status;

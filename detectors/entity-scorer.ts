@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { EntityType, WindowAggregateRow } from '../consumers/aggregates.js';
 import type { ClosedWindow } from '../consumers/windows.js';
 import { decide, decisionPolicySchema } from './policy.js';
-import { RobustDeviation, robustDeviationOptionsSchema, type Deviation, type RobustDeviationBaselineJSON } from './robust-deviation.js';
+import { RobustDeviation, robustDeviationOptionsSchema, type Deviation, type RobustDeviationOptions, type RobustDeviationBaselineJSON } from './robust-deviation.js';
 import { verdictId, type Verdict } from './verdict.js';
 
 /** Configuration of the per-entity temporal scorer. */
@@ -58,6 +58,12 @@ export interface EntityChange {
   state: EntityStateJSON | null;
 }
 
+/** Detector options validated once per scorer: the request baseline's, and the secondary features' (no Poisson floor). */
+interface DetectorOptions {
+  main: RobustDeviationOptions;
+  plain: RobustDeviationOptions;
+}
+
 class EntityState {
   /** Exponentially decayed requests per window: what eviction keeps the heaviest of. */
   mass = 0;
@@ -68,9 +74,8 @@ class EntityState {
     readonly secondary: RobustDeviation[],
   ) {}
 
-  static fresh(seq: number, options: EntityScorerConfig['robust_deviation']): EntityState {
-    const plain = { ...options, noise_floor: 'none' as const };
-    return new EntityState(seq, new RobustDeviation(options), SECONDARY.map(() => new RobustDeviation(plain)));
+  static fresh(seq: number, options: DetectorOptions): EntityState {
+    return new EntityState(seq, new RobustDeviation(options.main), SECONDARY.map(() => new RobustDeviation(options.plain)));
   }
 
   toJSON(): EntityStateJSON {
@@ -79,7 +84,7 @@ class EntityState {
     return { v: 1, seq: this.seq, mass: this.mass, requests: this.requests.baselineJSON(), secondary };
   }
 
-  static fromJSON(v: unknown, options: EntityScorerConfig['robust_deviation']): EntityState {
+  static fromJSON(v: unknown, options: DetectorOptions): EntityState {
     const W = 'EntityScorer.restoreEntity';
     if (typeof v !== 'object' || v === null || Array.isArray(v)) malformed(W, 'expected an object');
     const o = v as Record<string, unknown>;
@@ -87,17 +92,16 @@ class EntityState {
     if (o.v !== 1) malformed(W, `unsupported version 'v': ${JSON.stringify(o.v)} (expected 1)`);
     if (typeof o.seq !== 'number' || !Number.isSafeInteger(o.seq) || o.seq < 0) malformed(W, `'seq' must be a non-negative integer, got ${JSON.stringify(o.seq)}`);
     if (typeof o.mass !== 'number' || !Number.isFinite(o.mass) || o.mass < 0) malformed(W, `'mass' must be a finite number ≥ 0, got ${JSON.stringify(o.mass)}`);
-    const requests = RobustDeviation.fromBaselineJSON(options, o.requests, `${W}: 'requests'`);
+    const requests = RobustDeviation.fromBaselineJSON(options.main, o.requests, `${W}: 'requests'`);
     const sec = o.secondary;
     if (typeof sec !== 'object' || sec === null || Array.isArray(sec)) malformed(W, "'secondary' must be an object");
     const byName = sec as Record<string, unknown>;
     for (const k of Object.keys(byName)) {
       if (!SECONDARY.some((f) => f.name === k)) malformed(W, `unknown secondary feature '${k}'; known: ${SECONDARY.map((f) => f.name).join(', ')}`);
     }
-    const plain = { ...options, noise_floor: 'none' as const };
     const secondary = SECONDARY.map((f) => {
       if (!(f.name in byName)) malformed(W, `'secondary' lacks '${f.name}'`);
-      return RobustDeviation.fromBaselineJSON(plain, byName[f.name], `${W}: 'secondary.${f.name}'`);
+      return RobustDeviation.fromBaselineJSON(options.plain, byName[f.name], `${W}: 'secondary.${f.name}'`);
     });
     const st = new EntityState(o.seq, requests, secondary);
     st.mass = o.mass;
@@ -138,6 +142,7 @@ export class EntityScorer {
   /** Entities evicted because of the cap (a metric). */
   evictions = 0;
   readonly modelVersion: string;
+  private readonly detectorOptions: DetectorOptions;
 
   constructor(
     readonly config: EntityScorerConfig,
@@ -150,6 +155,10 @@ export class EntityScorer {
   ) {
     this.dirty = options.trackChanges === false ? null : { asn: new Set(), ja4: new Set(), asn_ja4: new Set() };
     const d = config.robust_deviation;
+    this.detectorOptions = {
+      main: RobustDeviation.parseOptions(d),
+      plain: RobustDeviation.parseOptions({ ...d, noise_floor: 'none' }),
+    };
     this.modelVersion = `robust_deviation/1 h=${d.history} w=${d.warmup} t=${config.policy.threshold}`;
   }
 
@@ -167,7 +176,7 @@ export class EntityScorer {
       const map = this.state[row.entity_type];
       let st = map.get(row.entity);
       if (!st) {
-        st = EntityState.fresh(this.nextSeq++, this.config.robust_deviation);
+        st = EntityState.fresh(this.nextSeq++, this.detectorOptions);
         map.set(row.entity, st);
         if (map.size > this.config.max_entities_per_type) this.evict(row.entity_type, row.entity);
       }
@@ -225,7 +234,7 @@ export class EntityScorer {
    */
   restoreEntity(type: EntityType, entity: string, state: unknown): void {
     const map = this.mapOf(type, 'restoreEntity');
-    const st = EntityState.fromJSON(state, this.config.robust_deviation);
+    const st = EntityState.fromJSON(state, this.detectorOptions);
     map.set(entity, st);
     this.nextSeq = Math.max(this.nextSeq, st.seq + 1);
     if (map.size > this.config.max_entities_per_type) this.evict(type, entity);

@@ -46,13 +46,39 @@ export interface Deviation {
  */
 export class RobustDeviation {
   private readonly opts: z.output<typeof robustDeviationOptionsSchema>;
-  private readonly ring: Float64Array;
+  /**
+   * The baseline's values. It starts small and doubles up to `history` while the baseline
+   * fills (slot i holds the i-th value until then), so a series seen once or twice, as under a
+   * flood of fresh fingerprints, costs 64 bytes of ring instead of 8 · history.
+   */
+  private ring: Float64Array;
   private count = 0;
   private next = 0;
 
+  /** `options` are validated (a ZodError names the bad key) unless they come from {@link parseOptions}. */
   constructor(options: RobustDeviationOptions = {}) {
-    this.opts = robustDeviationOptionsSchema.parse(options);
-    this.ring = new Float64Array(this.opts.history);
+    this.opts = PARSED.has(options) ? (options as ParsedOptions) : robustDeviationOptionsSchema.parse(options);
+    this.ring = new Float64Array(Math.min(INITIAL_RING, this.opts.history));
+  }
+
+  /**
+   * Validates options once for many detectors: the result passed to the constructor skips
+   * validation (a scorer builds six detectors per new entity; zod would dominate that cost).
+   */
+  static parseOptions(options: RobustDeviationOptions = {}): RobustDeviationOptions {
+    const parsed = robustDeviationOptionsSchema.parse(options);
+    PARSED.add(parsed);
+    return parsed;
+  }
+
+  /** Makes room for `length` values (at most history). */
+  private reserve(length: number): void {
+    if (length <= this.ring.length) return;
+    let cap = this.ring.length;
+    while (cap < length) cap *= 2;
+    const bigger = new Float64Array(Math.min(cap, this.opts.history));
+    bigger.set(this.ring);
+    this.ring = bigger;
   }
 
   /** Whether the baseline has enough values to score. */
@@ -84,6 +110,7 @@ export class RobustDeviation {
   learn(_timestampMs: number, value: number): void {
     if (!Number.isFinite(value)) return;
     // + 0 turns −0 into 0: JSON cannot carry −0, and a checkpoint must restore every value exactly.
+    if (this.next >= this.ring.length) this.reserve(this.next + 1);
     this.ring[this.next] = value + 0;
     this.next = (this.next + 1) % this.opts.history;
     this.count++;
@@ -99,7 +126,7 @@ export class RobustDeviation {
   /** Whether every value in a full baseline is 0 (the series has gone quiet and can be dropped). */
   get quiet(): boolean {
     if (this.count < this.opts.history) return false;
-    for (const v of this.ring) if (v !== 0) return false;
+    for (const v of this.ring) if (v !== 0) return false; // full: ring.length === history
     return true;
   }
 
@@ -127,7 +154,9 @@ export class RobustDeviation {
 
   /** Serialisable state (the univariate contract): the options and the whole ring. */
   toJSON(): { options: z.output<typeof robustDeviationOptionsSchema>; values: number[]; count: number; next: number } {
-    return { options: this.opts, values: Array.from(this.ring), count: this.count, next: this.next };
+    const values = new Array<number>(this.opts.history).fill(0);
+    for (let i = 0; i < this.ring.length; i++) values[i] = this.ring[i] as number;
+    return { options: this.opts, values, count: this.count, next: this.next };
   }
 
   /** Restores a detector from {@link toJSON} output; throws a TypeError naming what is wrong. */
@@ -150,6 +179,7 @@ export class RobustDeviation {
     if (values.length !== length) {
       malformed(where, `'values' has ${values.length} items, expected ${length} for count ${count} and history ${this.opts.history}`);
     }
+    this.reserve(Math.max(values.length, Math.min(count, this.opts.history)));
     for (let i = 0; i < values.length; i++) {
       const x: unknown = values[i];
       if (typeof x !== 'number' || !Number.isFinite(x)) malformed(where, `values[${i}] must be a finite number, got ${JSON.stringify(x)}`);
@@ -169,6 +199,13 @@ export interface RobustDeviationBaselineJSON {
   count: number;
   values: number[];
 }
+
+/** First ring size: most fresh series never see more than a few windows. */
+const INITIAL_RING = 8;
+
+type ParsedOptions = z.output<typeof robustDeviationOptionsSchema>;
+/** Option objects made by {@link RobustDeviation.parseOptions}, already valid. */
+const PARSED = new WeakSet<object>();
 
 function malformed(where: string, message: string): never {
   throw new TypeError(`${where}: ${message}`);

@@ -46,4 +46,23 @@ describe('BoundedEntityMap', () => {
     expect(stats.entities).toBeGreaterThan(85_000);
     expect([...m.entries()].find(([k]) => k === 'heavy')?.[1].requests).toBe(10_000);
   });
+
+  it('keeps light benign entities that come back through a flood of fresh keys, losing at most their first request', () => {
+    const stats: EvictionStats = { entities: 0, requests: 0 };
+    const m = new BoundedEntityMap('asn_ja4', 1_000, stats);
+    // 300 benign keys with 3 requests each, scattered through 100,000 one-off flood keys.
+    let seed = 42;
+    const rand = (): number => ((seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0) / 2 ** 32);
+    const stream: string[] = [];
+    for (let i = 0; i < 100_000; i++) stream.push(`flood-${i}`);
+    for (let b = 0; b < 300; b++) for (let j = 0; j < 3; j++) stream.splice(Math.floor(rand() * stream.length), 0, `benign-${b}`);
+    for (const k of stream) m.take(k).add(r, d);
+    const held = new Map([...m.entries()].map(([k, a]) => [k, a.requests]));
+    let total = 0;
+    for (const a of held.values()) total += a;
+    expect(total + stats.requests).toBe(stream.length);
+    for (let b = 0; b < 300; b++) expect(held.get(`benign-${b}`) ?? 0).toBeGreaterThanOrEqual(2);
+    // Space-Saving alone (the earlier rule) lost most of them: its floor climbs past 3 under such a flood.
+    expect(m.size).toBeLessThanOrEqual(1_000);
+  });
 });

@@ -1,4 +1,5 @@
 import { EntityAggregate, type EntityType } from './aggregates.js';
+import { hashString } from './sketches.js';
 
 /** Eviction counters shared by every bounded map of the window engine (exported as metrics). */
 export interface EvictionStats {
@@ -10,23 +11,80 @@ export interface EvictionStats {
 
 interface Slot {
   agg: EntityAggregate;
-  /** Space-Saving weight: requests seen plus the floor inherited when admitted. */
+  /** Ranking weight in the protected segment: requests plus the floor inherited at promotion. */
   weight: number;
+  /** Seen more than once (or merged in with more than one request): in the protected segment. */
+  protected: boolean;
+}
+
+/** Share of the cap the protected segment may fill; the rest is always left to newcomers. */
+const PROTECTED_SHARE = 0.8;
+/** Share of the cap evicted in one batch, so that the scan is amortised over many admissions. */
+const BATCH_SHARE = 0.1;
+/** Bits of the filter of keys evicted from probation (256 KB; ~0.5% false positives after 160,000 keys). */
+const GHOST_BITS = 1 << 21;
+/** Probes per key in that filter. */
+const GHOST_PROBES = 4;
+
+/**
+ * Bloom filter (Bloom 1970) of keys evicted from probation, with double hashing (Kirsch &
+ * Mitzenmacher 2006). Written here: a few lines over a Uint32Array, where the npm filters
+ * rehash with their own slower hashes and allocate per call.
+ */
+class GhostFilter {
+  private readonly bits = new Uint32Array(GHOST_BITS >>> 5);
+
+  private static probes(key: string): [number, number] {
+    return [hashString(key, 0x9747b28c), hashString(key, 0x85ebca6b) | 1];
+  }
+
+  add(key: string): void {
+    const [h1, h2] = GhostFilter.probes(key);
+    for (let i = 0; i < GHOST_PROBES; i++) {
+      const b = (h1 + Math.imul(i, h2)) & (GHOST_BITS - 1);
+      this.bits[b >>> 5]! |= 1 << (b & 31);
+    }
+  }
+
+  has(key: string): boolean {
+    const [h1, h2] = GhostFilter.probes(key);
+    for (let i = 0; i < GHOST_PROBES; i++) {
+      const b = (h1 + Math.imul(i, h2)) & (GHOST_BITS - 1);
+      if ((this.bits[b >>> 5]! & (1 << (b & 31))) === 0) return false;
+    }
+    return true;
+  }
 }
 
 /**
- * The aggregates of one entity type in one pane, at most `cap` entities.
+ * The aggregates of one entity type in one pane, at most `cap` entities, in two segments
+ * (segmented LRU, Karedla, Love & Wherry 1994, as in the main region of W-TinyLFU, Einziger,
+ * Friedman & Manes 2017):
  *
- * Beyond the cap the lightest tenth is evicted in one pass, Space-Saving style (Metwally,
- * Agrawal & El Abbadi, ICDT 2005): a newly admitted entity starts at the largest weight
- * evicted so far, so a heavy hitter cannot be pushed out by a flood of fresh one-request
- * keys (a fresh JA4 or client IP per request). An entity with more than about
- * 1/(0.9·cap) of the pane's requests is never evicted. Batching the eviction keeps the cost
- * O(log cap) amortised per admission, and zero when under the cap.
+ * - **probation**: entities seen once. Beyond the cap the oldest are evicted first, in batches
+ *   of a tenth of the cap. A flood of fresh one-request keys (a new JA4 or client IP per
+ *   request) only ever churns this segment.
+ * - **protected**: entities seen again while on probation, at most 80% of the cap. Beyond that
+ *   the lightest are evicted, Space-Saving style (Metwally, Agrawal & El Abbadi, ICDT 2005): an
+ *   entity promoted into it starts at the largest weight evicted from it so far, so a late
+ *   heavy hitter can still displace light entities.
+ *
+ * Keys evicted from probation are remembered in a Bloom filter (allocated at the first such
+ * eviction, 256 KB): one that comes back is admitted straight into the protected segment, so a
+ * light benign entity whose requests are seconds apart loses only its first one to a flood,
+ * while the flood's one-off keys never get past probation (but for the filter's false
+ * positives, ~0.5% at 160,000 evicted keys per pane).
+ *
+ * Counts are exact for every entity held; what an evicted entity carried is counted in
+ * {@link EvictionStats}. Under the cap nothing is ever evicted and no filter exists. Cost: O(1)
+ * per request, plus O(cap) per batch of cap/10 evictions.
  */
 export class BoundedEntityMap {
   private readonly slots = new Map<string, Slot>();
+  private protectedCount = 0;
+  /** Largest weight evicted from the protected segment. */
   private floor = 0;
+  private ghosts: GhostFilter | null = null;
 
   constructor(
     readonly type: EntityType,
@@ -38,17 +96,15 @@ export class BoundedEntityMap {
     return this.slots.size;
   }
 
-  /** The aggregate of `entity`, created if absent; its weight grows by `weight` (requests about to be added). */
+  /** The aggregate of `entity`, created if absent; `weight` is the requests about to be added to it. */
   take(entity: string, weight = 1): EntityAggregate {
-    let slot = this.slots.get(entity);
+    const slot = this.slots.get(entity);
     if (slot) {
       slot.weight += weight;
+      if (!slot.protected) this.promote(entity, slot);
       return slot.agg;
     }
-    slot = { agg: new EntityAggregate(this.type), weight: this.floor + weight };
-    this.slots.set(entity, slot);
-    if (this.slots.size > this.cap) this.evict(entity);
-    return slot.agg;
+    return this.admit(entity, new EntityAggregate(this.type), weight);
   }
 
   /** Merges a partial aggregate of `entity` (from another source partition) into this map. */
@@ -57,10 +113,10 @@ export class BoundedEntityMap {
     if (slot) {
       slot.agg.merge(agg);
       slot.weight += agg.requests;
+      if (!slot.protected) this.promote(entity, slot);
       return;
     }
-    this.slots.set(entity, { agg: agg.clone(), weight: this.floor + agg.requests });
-    if (this.slots.size > this.cap) this.evict(entity);
+    this.admit(entity, agg.clone(), agg.requests);
   }
 
   /** Entities and their aggregates, in insertion order. */
@@ -68,27 +124,66 @@ export class BoundedEntityMap {
     for (const [k, s] of this.slots) yield [k, s.agg];
   }
 
+  private admit(entity: string, agg: EntityAggregate, weight: number): EntityAggregate {
+    const slot: Slot = { agg, weight, protected: false };
+    this.slots.set(entity, slot);
+    // A partial that already holds several requests, or a key seen before it was evicted, is not a one-off.
+    if (agg.requests > 1 || weight > 1 || this.ghosts?.has(entity)) this.promote(entity, slot);
+    if (this.slots.size > this.cap) this.evictProbation(entity);
+    return agg;
+  }
+
+  private promote(entity: string, slot: Slot): void {
+    slot.protected = true;
+    slot.weight += this.floor;
+    this.protectedCount++;
+    if (this.protectedCount > Math.floor(this.cap * PROTECTED_SHARE)) this.evictProtected(entity);
+  }
+
+  private drop(key: string, slot: Slot): void {
+    this.slots.delete(key);
+    if (slot.protected) this.protectedCount--;
+    this.stats.entities++;
+    this.stats.requests += slot.agg.requests;
+  }
+
   /**
-   * Evicts the lightest entries down to 90% of the cap. The entry just admitted is exempt, as
-   * in Space-Saving, where a new item always replaces the minimum.
+   * Evicts the oldest probation entries, a tenth of the cap at once (the entry just admitted is
+   * exempt). The protected segment holds at most 80% of the cap, so there are always enough.
    */
-  private evict(keep: string): void {
-    const n = this.slots.size - Math.floor(this.cap * 0.9);
+  private evictProbation(keep: string): void {
+    let n = this.slots.size - Math.floor(this.cap * (1 - BATCH_SHARE));
+    for (const [k, s] of this.slots) {
+      if (n <= 0) break;
+      if (s.protected || k === keep) continue;
+      this.drop(k, s);
+      (this.ghosts ??= new GhostFilter()).add(k);
+      n--;
+    }
+    // Only reachable with a cap so small that rounding leaves no probation room.
+    if (n > 0) this.evictProtected(keep, n);
+  }
+
+  /**
+   * Evicts the lightest protected entries down to 70% of the cap (ties: the oldest first),
+   * sparing `keep`, and raises the floor that later promotions start from.
+   */
+  private evictProtected(keep: string, atLeast = 0): void {
+    const n = Math.max(atLeast, this.protectedCount - Math.floor(this.cap * (PROTECTED_SHARE - BATCH_SHARE)));
     const weights: number[] = [];
-    for (const [k, s] of this.slots) if (k !== keep) weights.push(s.weight);
+    for (const [k, s] of this.slots) if (s.protected && k !== keep) weights.push(s.weight);
+    if (weights.length === 0 || n <= 0) return;
     weights.sort((a, b) => a - b);
-    const threshold = weights[n - 1] as number;
+    const threshold = weights[Math.min(n, weights.length) - 1] as number;
     let equalQuota = n;
     for (const w of weights) if (w < threshold) equalQuota--;
     for (const [k, s] of this.slots) {
-      if (k === keep || s.weight > threshold) continue;
+      if (!s.protected || k === keep || s.weight > threshold) continue;
       if (s.weight === threshold) {
-        if (equalQuota === 0) continue;
+        if (equalQuota <= 0) continue;
         equalQuota--;
       }
-      this.slots.delete(k);
-      this.stats.entities++;
-      this.stats.requests += s.agg.requests;
+      this.drop(k, s);
     }
     if (threshold > this.floor) this.floor = threshold;
   }

@@ -201,16 +201,18 @@ export type DistinctCounterJSON =
  * HyperLogLog distinct counter (Flajolet, Fusy, Gandouet & Meunier, 2007), precision p = 14
  * (16,384 registers, ~0.81% standard error), fed 32-bit hashes from {@link hashString}.
  *
- * Three levels, in the spirit of HyperLogLog++'s sparse mode (Heule, Nunkesser & Hall, 2013)
- * but keeping whole hashes so the count stays exact: up to 16 hashes in a plain array (~110 B
- * for one item), up to 3,072 in an open-addressing `Uint32Array` set (≤ 16 KB), then 16,384
- * one-byte registers (16 KB). Exactly one of `small`, `table`, `regs` is non-null once
- * something was added.
+ * Levels, in the spirit of HyperLogLog++'s sparse mode (Heule, Nunkesser & Hall, 2013) but
+ * keeping whole hashes so the count stays exact: one hash in a field (no allocation: a flood
+ * of fresh fingerprints makes millions of counters that see one item), up to 16 hashes in a
+ * plain array, up to 3,072 in an open-addressing `Uint32Array` set (≤ 16 KB), then 16,384
+ * one-byte registers (16 KB). At most one of `one`, `small`, `table`, `regs` is set.
  */
 export class DistinctCounter {
   /** Register index bits p (16,384 registers). */
   static readonly PRECISION = P;
 
+  /** The only item, as int32 (a small integer to V8, never boxed); 0 when none (no hash is 0). */
+  private one = 0;
   /** Small level: hashes as int32 so V8 keeps them as unboxed small integers. */
   private small: number[] | null = null;
   private table: Uint32Array | null = null;
@@ -238,15 +240,18 @@ export class DistinctCounter {
     const s = h | 0;
     const small = this.small;
     if (small === null) {
-      this.small = [s];
+      const one = this.one;
+      if (one === 0) this.one = s;
+      else if (one !== s) {
+        // A literal has exact capacity; push would grow the backing store to 17 slots.
+        this.small = [one, s];
+        this.one = 0;
+      }
       return;
     }
     const len = small.length;
     for (let i = 0; i < len; i++) if (small[i] === s) return;
-    if (len === 1) {
-      // A literal has exact capacity; push would grow the backing store to 17 slots.
-      this.small = [small[0]!, s];
-    } else if (len < SMALL_MAX) {
+    if (len < SMALL_MAX) {
       small.push(s);
     } else {
       const table = new Uint32Array(sparseCapacity(len + 1));
@@ -292,6 +297,7 @@ export class DistinctCounter {
   }
 
   private forEachHash(fn: (h: number) => void): void {
+    if (this.one !== 0) fn(this.one >>> 0);
     const small = this.small;
     if (small !== null) for (let i = 0; i < small.length; i++) fn(small[i]! >>> 0);
     const table = this.table;
@@ -313,6 +319,7 @@ export class DistinctCounter {
         const mine = oRegs.slice();
         this.forEachHash((h) => denseAdd(mine, h));
         this.regs = mine;
+        this.one = 0;
         this.small = null;
         this.table = null;
         this.n = 0;
@@ -325,9 +332,12 @@ export class DistinctCounter {
     if (oTable !== null && this.regs === null && this.table === null) {
       // Small into sparse: start from a copy of the bigger side.
       const small = this.small;
+      const one = this.one;
       this.table = oTable.slice();
       this.n = other.n;
       this.small = null;
+      this.one = 0;
+      if (one !== 0) this.add(one >>> 0);
       if (small !== null) for (let i = 0; i < small.length; i++) this.add(small[i]! >>> 0);
       return;
     }
@@ -337,6 +347,7 @@ export class DistinctCounter {
   /** An independent copy. */
   clone(): DistinctCounter {
     const c = new DistinctCounter();
+    c.one = this.one;
     if (this.small !== null) c.small = this.small.slice();
     if (this.table !== null) c.table = this.table.slice();
     c.n = this.n;
@@ -351,12 +362,13 @@ export class DistinctCounter {
   estimate(): number {
     if (this.regs !== null) return ertlEstimate(this.regs);
     if (this.table !== null) return this.n;
-    return this.small === null ? 0 : this.small.length;
+    if (this.small !== null) return this.small.length;
+    return this.one === 0 ? 0 : 1;
   }
 
   /** Approximate heap bytes held, in bytes (for memory accounting and metrics). */
   byteSize(): number {
-    let b = OBJECT_HEADER_BYTES + 4 * FIELD_BYTES;
+    let b = OBJECT_HEADER_BYTES + 5 * FIELD_BYTES;
     const small = this.small;
     // Literals of one or two are exact; the first push grows the backing store to 19 slots.
     if (small !== null) b += ARRAY_BYTES + FIELD_BYTES * (small.length <= 2 ? small.length : 19);
@@ -380,7 +392,8 @@ export class DistinctCounter {
       });
       return { v: 1, level: 'sparse', hashes: buf.toString('base64') };
     }
-    return { v: 1, level: 'small', hashes: this.small === null ? [] : this.small.map((s) => s >>> 0) };
+    const hashes = this.small !== null ? this.small.map((s) => s >>> 0) : this.one !== 0 ? [this.one >>> 0] : [];
+    return { v: 1, level: 'small', hashes };
   }
 
   /** Rebuilds a counter from {@link toJSON}; throws a TypeError naming what is wrong. */
@@ -405,7 +418,8 @@ export class DistinctCounter {
         small.push(s);
       }
       // slice() trims the backing store that push grew to 17 slots: restored tiny counters stay tiny.
-      if (small.length > 0) c.small = small.slice();
+      if (small.length === 1) c.one = small[0]!;
+      else if (small.length > 1) c.small = small.slice();
       return c;
     }
     if (o.level === 'sparse') {
@@ -455,22 +469,27 @@ export interface SpaceSavingJSON {
 /** Largest accepted capacity: updates scan every slot, which only pays off for small k. */
 const MAX_CAPACITY = 1024;
 
+/** Values per slot of {@link SpaceSaving}'s one array: key, hash, count, error. */
+const STRIDE = 4;
+
 /**
  * Space-Saving heavy-hitter summary (Metwally, Agrawal & El Abbadi, "Efficient computation
  * of frequent and top-k elements in data streams", ICDT 2005) with capacity k: every key
  * whose true count exceeds total/k is held, and each count overestimates by at most its error.
  *
- * Parallel arrays scanned linearly: for k ≤ 32 that beats a heap plus a map in time and
- * allocations, and an empty summary allocates no arrays at all.
+ * Slots are scanned linearly: for k ≤ 32 that beats a heap plus a map in time and allocations.
+ * They live in one array, `[key, hash, count, error]` per slot, rather than four parallel ones:
+ * a summary that saw one key (what a flood of fresh fingerprints makes by the million) costs
+ * ~130 bytes instead of ~270, and an empty summary allocates no array at all.
  */
 export class SpaceSaving {
   /** Most keys held (k); an integer in [1, 1024]. */
   readonly capacity: number;
-  private keys: string[] | null = null;
-  /** hashString of each key: compared before the key, since unequal strings of one length compare by character. */
-  private hashes: number[] | null = null;
-  private counts: number[] | null = null;
-  private errors: number[] | null = null;
+  /**
+   * Slot i is at STRIDE·i: key (string), hashString(key) (compared before the key, since
+   * unequal strings of one length compare by character), count, error. Null when empty.
+   */
+  private slots: (string | number)[] | null = null;
   private sum = 0;
 
   /** A summary of at most `capacity` keys (e.g. 16); throws a RangeError outside [1, 1024]. */
@@ -485,42 +504,34 @@ export class SpaceSaving {
   add(key: string, weight = 1, hash = hashString(key)): void {
     if (!(weight > 0 && weight <= Number.MAX_VALUE)) throw new RangeError(`SpaceSaving weight must be a positive finite number, got ${weight}`);
     this.sum += weight;
-    const keys = this.keys;
-    if (keys === null) {
-      this.keys = [key];
-      this.hashes = [hash];
-      this.counts = [weight];
-      this.errors = [0];
+    const slots = this.slots;
+    if (slots === null) {
+      this.slots = [key, hash, weight, 0];
       return;
     }
-    const counts = this.counts!;
-    const hashes = this.hashes!;
-    const n = keys.length;
+    const len = slots.length;
     // One pass finds the key or, failing that, the first slot with the minimum count.
-    let minI = 0;
+    let minAt = 0;
     let min = Infinity;
-    for (let i = 0; i < n; i++) {
-      if (hashes[i] === hash && keys[i] === key) {
-        counts[i]! += weight;
+    for (let i = 0; i < len; i += STRIDE) {
+      if (slots[i + 1] === hash && slots[i] === key) {
+        (slots[i + 2] as number) += weight;
         return;
       }
-      const c = counts[i]!;
+      const c = slots[i + 2] as number;
       if (c < min) {
         min = c;
-        minI = i;
+        minAt = i;
       }
     }
-    if (n < this.capacity) {
-      keys.push(key);
-      hashes.push(hash);
-      counts.push(weight);
-      this.errors!.push(0);
+    if (len < this.capacity * STRIDE) {
+      slots.push(key, hash, weight, 0);
       return;
     }
-    keys[minI] = key;
-    hashes[minI] = hash;
-    counts[minI] = min + weight;
-    this.errors![minI] = min;
+    slots[minAt] = key;
+    slots[minAt + 1] = hash;
+    slots[minAt + 2] = min + weight;
+    slots[minAt + 3] = min;
   }
 
   /**
@@ -537,82 +548,55 @@ export class SpaceSaving {
       throw new RangeError(`SpaceSaving.merge: capacities differ (${this.capacity} and ${other.capacity})`);
     }
     const k = this.capacity;
-    if (other.keys === null) {
-      this.sum += other.sum;
-      return;
-    }
-    if (this.keys === null) {
+    const b = other.slots;
+    this.sum += other.sum;
+    if (b === null) return;
+    const a = this.slots;
+    if (a === null) {
       // Into an empty summary: a copy (the common case when a window's first pane is merged).
-      this.keys = other.keys.slice();
-      this.hashes = other.hashes!.slice();
-      this.counts = other.counts!.slice();
-      this.errors = other.errors!.slice();
-      this.sum += other.sum;
+      this.slots = b.slice();
       return;
     }
-    const aKeys = this.keys;
-    const aHashes = this.hashes!;
-    const aCounts = this.counts!;
-    const aErrors = this.errors!;
-    const bKeys = other.keys;
-    const bHashes = other.hashes!;
-    const bCounts = other.counts!;
-    const bErrors = other.errors!;
-    const aMin = aKeys.length === k ? minOf(aCounts) : 0;
-    const bMin = bKeys.length === k ? minOf(bCounts) : 0;
-    const keys = aKeys.slice();
-    const hashes = aHashes.slice();
-    const counts = aCounts.slice();
-    const errors = aErrors.slice();
-    const aLen = aKeys.length;
+    const aLen = a.length / STRIDE;
+    const bLen = b.length / STRIDE;
+    const aMin = aLen === k ? slotMin(a) : 0;
+    const bMin = bLen === k ? slotMin(b) : 0;
+    const out = a.slice();
     const matched = new Uint8Array(aLen);
-    for (let j = 0; j < bKeys.length; j++) {
-      const h = bHashes[j]!;
+    for (let j = 0; j < b.length; j += STRIDE) {
+      const h = b[j + 1];
+      const key = b[j];
       let i = 0;
-      while (i < aLen && !(aHashes[i] === h && aKeys[i] === bKeys[j])) i++;
-      if (i < aLen) {
-        matched[i] = 1;
-        counts[i]! += bCounts[j]!;
-        errors[i]! += bErrors[j]!;
+      while (i < a.length && !(a[i + 1] === h && a[i] === key)) i += STRIDE;
+      if (i < a.length) {
+        matched[i / STRIDE] = 1;
+        (out[i + 2] as number) += b[j + 2] as number;
+        (out[i + 3] as number) += b[j + 3] as number;
       } else {
-        keys.push(bKeys[j]!);
-        hashes.push(h);
-        counts.push(bCounts[j]! + aMin);
-        errors.push(bErrors[j]! + aMin);
+        out.push(key as string, h as number, (b[j + 2] as number) + aMin, (b[j + 3] as number) + aMin);
       }
     }
     if (bMin > 0) {
       for (let i = 0; i < aLen; i++) {
         if (matched[i]) continue;
-        counts[i]! += bMin;
-        errors[i]! += bMin;
+        (out[i * STRIDE + 2] as number) += bMin;
+        (out[i * STRIDE + 3] as number) += bMin;
       }
     }
-    this.sum += other.sum;
-    if (keys.length <= k) {
+    if (out.length <= k * STRIDE) {
       // Everything fits: no ranking needed, and slot order stays deterministic (this side first).
-      this.keys = keys;
-      this.hashes = hashes;
-      this.counts = counts;
-      this.errors = errors;
+      this.slots = out;
       return;
     }
-    const order = largest(counts, hashes, keys, k);
-    this.keys = order.map((i) => keys[i]!);
-    this.hashes = order.map((i) => hashes[i]!);
-    this.counts = order.map((i) => counts[i]!);
-    this.errors = order.map((i) => errors[i]!);
+    const kept: (string | number)[] = [];
+    for (const i of largest(out, k)) kept.push(out[i]!, out[i + 1]!, out[i + 2]!, out[i + 3]!);
+    this.slots = kept;
   }
 
   /** An independent copy. */
   clone(): SpaceSaving {
     const c = new SpaceSaving(this.capacity);
-    if (this.keys !== null) {
-      c.keys = this.keys.slice();
-      c.hashes = this.hashes!.slice();
-      c.counts = this.counts!.slice();
-      c.errors = this.errors!.slice();
-    }
+    if (this.slots !== null) c.slots = this.slots.slice();
     c.sum = this.sum;
     return c;
   }
@@ -620,37 +604,37 @@ export class SpaceSaving {
   /** Up to `n` entries by descending count, then ascending key (UTF-16 code-unit order). */
   top(n: number): HeavyHitter[] {
     if (!(n >= 0)) throw new RangeError(`SpaceSaving.top: n must be ≥ 0, got ${n}`);
-    const keys = this.keys;
-    if (keys === null || n === 0) return [];
-    const counts = this.counts!;
-    const errors = this.errors!;
-    return rankOrder(keys, counts)
+    const slots = this.slots;
+    if (slots === null || n === 0) return [];
+    return rankOrder(slots)
       .slice(0, n)
-      .map((i) => ({ key: keys[i]!, count: counts[i]!, error: errors[i]! }));
+      .map((i) => ({ key: slots[i] as string, count: slots[i + 2] as number, error: slots[i + 3] as number }));
   }
 
   /** Largest count: an upper bound of the most frequent key's count; 0 when empty. */
   maxCount(): number {
-    const counts = this.counts;
-    if (counts === null) return 0;
+    const slots = this.slots;
+    if (slots === null) return 0;
     let m = 0;
-    for (let i = 0; i < counts.length; i++) if (counts[i]! > m) m = counts[i]!;
+    for (let i = 2; i < slots.length; i += STRIDE) if ((slots[i] as number) > m) m = slots[i] as number;
     return m;
   }
 
   /** Largest guaranteed count (count − error) of any key: a lower bound of the most frequent key's true count, within total/k of it; 0 when empty. */
   maxLowerBound(): number {
-    const counts = this.counts;
-    if (counts === null) return 0;
-    const errors = this.errors!;
+    const slots = this.slots;
+    if (slots === null) return 0;
     let m = 0;
-    for (let i = 0; i < counts.length; i++) if (counts[i]! - errors[i]! > m) m = counts[i]! - errors[i]!;
+    for (let i = 2; i < slots.length; i += STRIDE) {
+      const g = (slots[i] as number) - (slots[i + 1] as number);
+      if (g > m) m = g;
+    }
     return m;
   }
 
   /** Number of keys held, 0 to capacity. */
   get size(): number {
-    return this.keys === null ? 0 : this.keys.length;
+    return this.slots === null ? 0 : this.slots.length / STRIDE;
   }
 
   /** Sum of all weights added, merged summaries' totals included; 0 when empty. */
@@ -660,21 +644,21 @@ export class SpaceSaving {
 
   /** Approximate heap bytes held, in bytes, counting key strings as if owned (an upper bound when they are shared). */
   byteSize(): number {
-    let b = OBJECT_HEADER_BYTES + 5 * FIELD_BYTES;
-    const keys = this.keys;
-    if (keys === null) return b;
-    // Pushes grow a backing store from 1 to 17 slots and then by half plus 16.
-    const slots = keys.length === 1 ? 1 : Math.max(17, keys.length);
-    b += 3 * (ARRAY_BYTES + FIELD_BYTES * slots);
-    for (let i = 0; i < keys.length; i++) b += 24 + keys[i]!.length;
+    let b = OBJECT_HEADER_BYTES + 3 * FIELD_BYTES;
+    const slots = this.slots;
+    if (slots === null) return b;
+    // A literal of one slot is exact; pushes then grow the backing store by half plus 16.
+    const n = slots.length;
+    b += ARRAY_BYTES + FIELD_BYTES * (n === STRIDE ? n : Math.max(n, STRIDE + ((STRIDE + STRIDE) >> 1) + 16));
+    for (let i = 0; i < n; i += STRIDE) b += 24 + (slots[i] as string).length;
     return b;
   }
 
   /** JSON-safe form for checkpoints ({@link SpaceSavingJSON}), in slot order so eviction ties replay identically. */
   toJSON(): SpaceSavingJSON {
     const entries: [string, number, number][] = [];
-    const keys = this.keys;
-    if (keys !== null) for (let i = 0; i < keys.length; i++) entries.push([keys[i]!, this.counts![i]!, this.errors![i]!]);
+    const slots = this.slots;
+    if (slots !== null) for (let i = 0; i < slots.length; i += STRIDE) entries.push([slots[i] as string, slots[i + 2] as number, slots[i + 3] as number]);
     return { v: 1, capacity: this.capacity, total: this.sum, entries };
   }
 
@@ -696,62 +680,62 @@ export class SpaceSaving {
     const s = new SpaceSaving(cap);
     s.sum = total;
     if (entries.length === 0) return s;
-    const keys: string[] = [];
-    const counts: number[] = [];
-    const errors: number[] = [];
+    const seen = new Set<string>();
+    const slots: (string | number)[] = [];
     for (let i = 0; i < entries.length; i++) {
       const e: unknown = entries[i];
       if (!Array.isArray(e) || e.length !== 3) malformed(W, `entries[${i}] must be [key, count, error]`);
       const [key, count, error] = e as unknown[];
       if (typeof key !== 'string') malformed(W, `entries[${i}][0] (key) must be a string`);
-      if (keys.includes(key)) malformed(W, `entries[${i}][0] repeats key ${JSON.stringify(key)}`);
+      if (seen.has(key)) malformed(W, `entries[${i}][0] repeats key ${JSON.stringify(key)}`);
       if (typeof count !== 'number' || !Number.isFinite(count) || count <= 0) malformed(W, `entries[${i}][1] (count) must be a finite number > 0`);
       if (typeof error !== 'number' || !Number.isFinite(error) || error < 0 || error > count) {
         malformed(W, `entries[${i}][2] (error) must be a number in [0, count]`);
       }
-      keys.push(key);
-      counts.push(count);
-      errors.push(error);
+      seen.add(key);
+      slots.push(key, hashString(key), count, error);
     }
-    s.keys = keys;
-    s.hashes = keys.map((key) => hashString(key));
-    s.counts = counts;
-    s.errors = errors;
+    s.slots = slots;
     return s;
   }
 }
 
-function minOf(xs: number[]): number {
+/** Smallest count of a slot array. */
+function slotMin(slots: (string | number)[]): number {
   let m = Infinity;
-  for (let i = 0; i < xs.length; i++) if (xs[i]! < m) m = xs[i]!;
+  for (let i = 2; i < slots.length; i += STRIDE) if ((slots[i] as number) < m) m = slots[i] as number;
   return m;
 }
 
 /**
- * Indices of the k largest counts, in slot order. Ties at the cut go to the smaller hash (then
- * key), so the result does not depend on which side was merged into which. A numeric sort of a
- * typed copy, with no string comparisons in the common case: merges run per entity and window,
- * and ranking by key there cost a tenth of replay time.
+ * Array indices of the slots with the k largest counts, in slot order. Ties at the cut go to
+ * the smaller hash (then key), so the result does not depend on which side was merged into
+ * which. A numeric sort of a typed copy, with no string comparisons in the common case: merges
+ * run per entity and window, and ranking by key there cost a tenth of replay time.
  */
-function largest(counts: number[], hashes: number[], keys: string[], k: number): number[] {
-  const sorted = Float64Array.from(counts).sort();
-  const cut = sorted[counts.length - k]!;
+function largest(slots: (string | number)[], k: number): number[] {
+  const n = slots.length / STRIDE;
+  const counts = new Float64Array(n);
+  for (let i = 0; i < n; i++) counts[i] = slots[i * STRIDE + 2] as number;
+  const sorted = counts.slice().sort();
+  const cut = sorted[n - k]!;
   const tied: number[] = [];
   let above = 0;
-  for (let i = 0; i < counts.length; i++) {
+  for (let i = 0; i < n; i++) {
     if (counts[i]! > cut) above++;
-    else if (counts[i] === cut) tied.push(i);
+    else if (counts[i] === cut) tied.push(i * STRIDE);
   }
-  const keep = new Uint8Array(counts.length);
-  tied.sort((a, b) => hashes[a]! - hashes[b]! || (keys[a]! < keys[b]! ? -1 : keys[a]! > keys[b]! ? 1 : 0));
-  for (let t = 0; t < k - above; t++) keep[tied[t]!] = 1;
+  const keep = new Uint8Array(n);
+  tied.sort((a, b) => (slots[a + 1] as number) - (slots[b + 1] as number) || (slots[a]! < slots[b]! ? -1 : slots[a]! > slots[b]! ? 1 : 0));
+  for (let t = 0; t < k - above; t++) keep[tied[t]! / STRIDE] = 1;
   const out: number[] = [];
-  for (let i = 0; i < counts.length; i++) if (counts[i]! > cut || keep[i]) out.push(i);
+  for (let i = 0; i < n; i++) if (counts[i]! > cut || keep[i]) out.push(i * STRIDE);
   return out;
 }
 
-/** Slot indices by descending count, then ascending key: a total order, so ties never depend on slot order. */
-function rankOrder(keys: string[], counts: number[]): number[] {
-  const idx = keys.map((_, i) => i);
-  return idx.sort((a, b) => counts[b]! - counts[a]! || (keys[a]! < keys[b]! ? -1 : keys[a]! > keys[b]! ? 1 : 0));
+/** Array indices of the slots by descending count, then ascending key: a total order, so ties never depend on slot order. */
+function rankOrder(slots: (string | number)[]): number[] {
+  const idx: number[] = [];
+  for (let i = 0; i < slots.length; i += STRIDE) idx.push(i);
+  return idx.sort((a, b) => (slots[b + 2] as number) - (slots[a + 2] as number) || (slots[a]! < slots[b]! ? -1 : slots[a]! > slots[b]! ? 1 : 0));
 }

@@ -35,6 +35,8 @@ const BENIGN_RPS = Number(process.env.BENCH_CARDINALITY_BENIGN_RPS ?? 2_000);
 const MAX_WALL_S = Number(process.env.BENCH_CARDINALITY_MAX_WALL_S ?? 180);
 /** 0 runs the windows without the scorer (to tell their memory apart). Default 1. */
 const WITH_SCORER = (process.env.BENCH_CARDINALITY_SCORER ?? '1') !== '0';
+/** Configuration overrides as JSON (e.g. '{"windows":{"max_entities_per_pane":5000}}'); default none, the defaults. */
+const CONFIG_JSON = process.env.BENCH_CARDINALITY_CONFIG ?? '{}';
 /** Event time between two samples, ms. */
 const SAMPLE_MS = 30_000;
 const SEED = 7;
@@ -144,7 +146,7 @@ const mb = (b: number): number => b / (1024 * 1024);
  */
 function runPass(name: string, stream: Iterable<RequestLog>, watch: Record<EntityType, Set<string>> | null, budgetMs: number, gc: (() => void) | null): PassResult {
   gc?.();
-  const config = parseConfig({});
+  const config = parseConfig(JSON.parse(CONFIG_JSON) as unknown);
   const windows = new SlidingWindows(config.windows);
   // As replay does: nothing checkpoints here, so tracking changes would only grow a set of every key seen.
   const scorer = new EntityScorer(config.scorer, 'bench', { trackChanges: false });
@@ -286,7 +288,7 @@ function table(p: PassResult): string[] {
 function main(): void {
   const gc = gcFunction();
   const durationMs = MINUTES * 60_000;
-  const config = parseConfig({});
+  const config = parseConfig(JSON.parse(CONFIG_JSON) as unknown);
   process.stderr.write(
     `cardinality: ${MINUTES} min of event time, ${BENIGN_RPS} benign req/s, ${int(NEW_PER_MINUTE)} new fingerprints/min, ` +
       `flood pass wall budget ${MAX_WALL_S > 0 ? `${MAX_WALL_S} s` : 'none'}, scorer ${WITH_SCORER ? 'on' : 'off'}; gc ${(globalThis as { gc?: unknown }).gc ? 'exposed' : 'not exposed'}\n`,
@@ -357,7 +359,7 @@ function main(): void {
   const lines: string[] = [];
   lines.push('## Cardinality attack: memory and heavy hitters under a flood of new fingerprints', '');
   lines.push(
-    `Run on ${new Date().toISOString().slice(0, 10)} in a child process (\`node --expose-gc dist/bench/cardinality.js\`, Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}): ` +
+    `Run on ${new Date().toISOString().slice(0, 10)} in a child process (\`node ${process.execArgv.join(' ')} dist/bench/cardinality.js\`, Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}): ` +
       `${MINUTES} min of event time through \`SlidingWindows\`${WITH_SCORER ? ' and `EntityScorer`' : ' (scorer off)'} with the default configuration ` +
       `(windows ${config.windows.size_ms / 1000} s / ${config.windows.slide_ms / 1000} s, at most ${int(config.windows.max_entities_per_pane)} entities per type per pane, ` +
       `scorer at most ${int(config.scorer.max_entities_per_type)} entities per type), records generated on the fly and never stored. ` +

@@ -65,4 +65,27 @@ describe('BoundedEntityMap', () => {
     // Space-Saving alone (the earlier rule) lost most of them: its floor climbs past 3 under such a flood.
     expect(m.size).toBeLessThanOrEqual(1_000);
   });
+
+  it('at seal, reports everything when under the cap, and only entities seen again once it had to evict', () => {
+    const stats: EvictionStats = { entities: 0, requests: 0 };
+    const calm = new BoundedEntityMap('ja4', 100, stats);
+    for (let i = 0; i < 100; i++) calm.take(`once-${i}`).add(r, d);
+    calm.seal();
+    expect(calm.size).toBe(100);
+    expect(stats.entities).toBe(0);
+
+    const m = new BoundedEntityMap('ja4', 100, stats);
+    for (let i = 0; i < 1_000; i++) {
+      m.take(`once-${i}`).add(r, d);
+      if (i % 50 === 0) for (let j = 0; j < 3; j++) m.take(`repeat-${i}`).add(r, d);
+    }
+    const before = m.size;
+    m.seal();
+    const keys = [...m.entries()].map(([k]) => k);
+    expect(keys.length).toBeLessThan(before);
+    expect(keys.sort()).toEqual(Array.from({ length: 20 }, (_, i) => `repeat-${i * 50}`).sort());
+    let held = 0;
+    for (const [, a] of m.entries()) held += a.requests;
+    expect(held + stats.requests).toBe(1_000 + 20 * 3);
+  });
 });

@@ -21,8 +21,8 @@ interface Slot {
 const PROTECTED_SHARE = 0.8;
 /** Share of the cap evicted in one batch, so that the scan is amortised over many admissions. */
 const BATCH_SHARE = 0.1;
-/** Bits of the filter of keys evicted from probation (256 KB; ~0.5% false positives after 160,000 keys). */
-const GHOST_BITS = 1 << 21;
+/** Bits of the filter of keys evicted from probation (512 KB; ~0.05% false positives after 160,000 keys, 0.6% after 500,000). */
+const GHOST_BITS = 1 << 22;
 /** Probes per key in that filter. */
 const GHOST_PROBES = 4;
 
@@ -70,14 +70,21 @@ class GhostFilter {
  *   heavy hitter can still displace light entities.
  *
  * Keys evicted from probation are remembered in a Bloom filter (allocated at the first such
- * eviction, 256 KB): one that comes back is admitted straight into the protected segment, so a
+ * eviction, 512 KB): one that comes back is admitted straight into the protected segment, so a
  * light benign entity whose requests are seconds apart loses only its first one to a flood,
  * while the flood's one-off keys never get past probation (but for the filter's false
- * positives, ~0.5% at 160,000 evicted keys per pane).
+ * positives, ~0.05% at 160,000 evicted keys per pane).
+ *
+ * When the pane is sealed, a map that had to evict reports only its protected segment
+ * ({@link seal}): which one-off keys were still on probation then is an accident of arrival
+ * order (the last few thousand of a flood), so they are evicted and counted like the others.
+ * This is what keeps a flood of fresh fingerprints from reaching the windows, the detectors and
+ * ClickHouse as a hundred thousand one-request rows per window, while the attack stays visible
+ * in the aggregates of its ASN (requests, fingerprint diversity).
  *
  * Counts are exact for every entity held; what an evicted entity carried is counted in
- * {@link EvictionStats}. Under the cap nothing is ever evicted and no filter exists. Cost: O(1)
- * per request, plus O(cap) per batch of cap/10 evictions.
+ * {@link EvictionStats}. Under the cap nothing is ever evicted, no filter exists, and every
+ * entity is reported. Cost: O(1) per request, plus O(cap) per batch of cap/10 evictions.
  */
 export class BoundedEntityMap {
   private readonly slots = new Map<string, Slot>();
@@ -85,6 +92,7 @@ export class BoundedEntityMap {
   /** Largest weight evicted from the protected segment. */
   private floor = 0;
   private ghosts: GhostFilter | null = null;
+  private evicted = false;
 
   constructor(
     readonly type: EntityType,
@@ -119,6 +127,21 @@ export class BoundedEntityMap {
     this.admit(entity, agg.clone(), agg.requests);
   }
 
+  /** Whether the map has evicted anything (it was over its cap at some point). */
+  get overflowed(): boolean {
+    return this.evicted;
+  }
+
+  /**
+   * Called once the pane is sealed: if the map had to evict, the entities still on probation
+   * (seen once, and only still here because they came last) are evicted too, so that what is
+   * reported does not depend on where a flood happened to stop. Idempotent.
+   */
+  seal(): void {
+    if (!this.overflowed || this.protectedCount === this.slots.size) return;
+    for (const [k, s] of this.slots) if (!s.protected) this.drop(k, s);
+  }
+
   /** Entities and their aggregates, in insertion order. */
   *entries(): IterableIterator<[string, EntityAggregate]> {
     for (const [k, s] of this.slots) yield [k, s.agg];
@@ -142,6 +165,7 @@ export class BoundedEntityMap {
 
   private drop(key: string, slot: Slot): void {
     this.slots.delete(key);
+    this.evicted = true;
     if (slot.protected) this.protectedCount--;
     this.stats.entities++;
     this.stats.requests += slot.agg.requests;

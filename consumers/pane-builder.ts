@@ -125,6 +125,7 @@ export class PaneBuilder {
     const out: PanePartial[] = [];
     for (const [start, pane] of this.open) {
       if (start < bound) {
+        for (const m of Object.values(pane.entities)) m.seal();
         out.push(pane);
         this.open.delete(start);
       }

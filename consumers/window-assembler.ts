@@ -326,6 +326,8 @@ export class WindowAssembler {
         for (const type of ENTITY_TYPES) for (const [e, a] of part[type].entries()) maps[type].mergeIn(e, a);
       }
     }
+    // Partials arriving one entity at a time fill capped maps here, as records fill them in stage 1.
+    for (const type of ENTITY_TYPES) maps[type].seal();
     for (const type of ENTITY_TYPES) {
       const slides = this.slides[type];
       for (const [e, a] of maps[type].entries()) {

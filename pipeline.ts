@@ -27,15 +27,16 @@ export interface PipelineTotals {
 }
 
 /**
- * The whole data path after decoding, shared by replay and the live service:
+ * The whole data path after decoding, in one process (replay). The live service runs the same
+ * stages (PaneBuilder, WindowAssembler, EntityScorer, RuleLifecycle) as three consumer groups
+ * joined by Kafka transactions (cli/service.ts, docs/scaling.md):
  *
  *   request log ─▶ SlidingWindows (event time, panes, watermark)
  *               ─▶ closed window: aggregates per asn / ja4 / asn_ja4 ─▶ sinks.writeAggregates
  *               ─▶ EntityScorer (robust deviation + decision policy) ─▶ sinks.writeVerdicts
  *               ─▶ RuleLifecycle (create / renew / expire)            ─▶ sinks.writeRuleChanges
  *
- * Only the source (file or Kafka) and the sinks differ between replay and live. Nothing here
- * reads the wall clock: live mode passes it in for idleness only.
+ * Nothing here reads the wall clock: replay gives the same output for the same file and config.
  */
 export class Pipeline {
   readonly windows: SlidingWindows;

@@ -167,7 +167,7 @@ function windowsSection(): string {
   return windowsMarkdown(r, `Run on ${today()}; ${machine}.`);
 }
 
-/** Heap limit of the second cardinality run, MB: what docs/operations.md tells operators to set. */
+/** Heap limit of the second cardinality run, MB: what docs/scaling.md tells operators to set. */
 const CAPPED_HEAP_MB = Number(process.env.BENCH_CARDINALITY_HEAP_MB ?? 256);
 
 /**
@@ -179,7 +179,7 @@ const CAPPED_HEAP_MB = Number(process.env.BENCH_CARDINALITY_HEAP_MB ?? 256);
 async function cardinalitySection(): Promise<string> {
   const runs: [string, string[]][] = [
     ["Node's default heap limit", ['--expose-gc']],
-    [`Heap capped at ${CAPPED_HEAP_MB} MB (\`--max-old-space-size=${CAPPED_HEAP_MB}\`, as docs/operations.md recommends)`, ['--expose-gc', `--max-old-space-size=${CAPPED_HEAP_MB}`]],
+    [`Heap capped at ${CAPPED_HEAP_MB} MB (\`--max-old-space-size=${CAPPED_HEAP_MB}\`, as docs/scaling.md recommends)`, ['--expose-gc', `--max-old-space-size=${CAPPED_HEAP_MB}`]],
   ];
   const parts = [
     TITLES.cardinality,

@@ -221,12 +221,12 @@ export class EntityAggregate {
   }
 
   /** The wire row of CONTRACTS §5 (`--aggregates`) and ClickHouse `window_aggregates`. */
-  toRow(entity: string, windowStart: number, windowEnd: number, tops: WindowTops = { paths: this.topPaths, ips: this.topIps }): WindowAggregateRow {
+  toRow(entity: string, windowStart: number, windowEnd: number): WindowAggregateRow {
     // Never more distinct IPs than requests (a sketch estimate can overshoot by its error).
     const uniqueIps = Math.max(1, Math.min(this.ips.estimate(), this.requests));
     // The largest guaranteed count (count − error): a lower bound within N/16 of the true maximum.
-    const maxPerIp = tops.ips.maxLowerBound();
-    const top = tops.paths.top(TOP_PATHS_REPORTED);
+    const maxPerIp = this.topIps.maxLowerBound();
+    const top = this.topPaths.top(TOP_PATHS_REPORTED);
     const div = this.diversity?.estimate() ?? 0;
     return {
       entity_type: this.type,
@@ -260,12 +260,6 @@ export class EntityAggregate {
       top_path_requests: top.map((e) => e.count),
     };
   }
-}
-
-/** Heavy-hitter summaries of a window, when folded apart from the rest of its aggregate. */
-export interface WindowTops {
-  paths: SpaceSaving;
-  ips: SpaceSaving;
 }
 
 /** The counter fields of {@link EntityAggregate}, in their serialised order (append only). */

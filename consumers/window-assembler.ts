@@ -1,4 +1,4 @@
-import { ENTITY_TYPES, EntityAggregate, type EntityType, type WindowAggregateRow, type WindowTops } from './aggregates.js';
+import { ENTITY_TYPES, EntityAggregate, type EntityType, type WindowAggregateRow } from './aggregates.js';
 import { BoundedEntityMap, type EvictionStats } from './entity-map.js';
 import type { PanePartial } from './pane-builder.js';
 
@@ -16,105 +16,111 @@ interface Item {
   pane: number;
   /** The pane's own aggregate. */
   agg: EntityAggregate;
-  /** Front items: the merge of this pane and every newer front pane. */
+  /** Once its block is closed: the merge of this pane and every later pane of its block (right fold). */
   suffix?: EntityAggregate;
 }
 
 /**
- * One entity's panes inside the open windows, as a two-stacks sliding aggregation (the
- * "Two-Stacks" of Tangwongsan, Hirzel & Schneider, "In-order sliding-window aggregation in
- * worst-case constant time", VLDB J. 2021). Panes are pushed in order and evicted oldest
- * first; a window's aggregate costs O(1) merges amortised, however many panes it spans.
- * A naive merge of every pane per window costs size/slide merges instead: 60 at a 1 s slide.
+ * One entity's panes inside the open windows, as a sliding aggregation over blocks of one
+ * window's length aligned to the epoch (the two-stacks idea of Tangwongsan, Hirzel & Schneider,
+ * "In-order sliding-window aggregation in worst-case constant time", VLDB J. 2021, with its
+ * flips pinned to block boundaries). A window [s, s + size) covers the tail of block k and the
+ * head of block k + 1: its aggregate is the right fold of k's panes from s (suffixes, computed
+ * once when k is complete) merged with the left fold of k + 1's panes (a running prefix). Cost:
+ * O(1) merges per pane and one merge per window, whatever size / slide is.
+ *
+ * Pinning the flips matters because Space-Saving merges (top paths, the busiest IP) are not
+ * associative: with the flips of plain two-stacks, which depend on when the stacks last
+ * emptied, a restart that re-reads the open windows would fold the same panes in another order.
+ * Here the association depends on the panes and the window start alone.
  */
 class EntitySlide {
-  /** Newest last; `backAgg` is the merge of all of them. */
-  private back: Item[] = [];
-  private backAgg: EntityAggregate | null = null;
-  private backOwned = false;
-  /** Oldest last; each holds the merge of itself and every newer front item. */
-  private front: Item[] = [];
+  /** Panes held, oldest first, all inside the windows not yet closed. */
+  private items: Item[] = [];
+  /** Block of the running prefix, or NaN when none is open. */
+  private prefixBlock = Number.NaN;
+  /** Left fold of the prefix block's panes; shared with the first pane's aggregate until something is merged into it. */
+  private prefix: EntityAggregate | null = null;
+  private prefixOwned = false;
+
+  constructor(private readonly sizeMs: number) {}
 
   get empty(): boolean {
-    return this.back.length === 0 && this.front.length === 0;
+    return this.items.length === 0;
+  }
+
+  private blockOf(pane: number): number {
+    return Math.floor(pane / this.sizeMs);
   }
 
   push(pane: number, agg: EntityAggregate): void {
-    this.back.push({ pane, agg });
-    if (!this.backAgg) {
-      this.backAgg = agg; // shared until something is merged into it
-      this.backOwned = false;
+    const block = this.blockOf(pane);
+    if (block !== this.prefixBlock) {
+      // Panes arrive in order: the open block is complete.
+      this.closeBlock();
+      this.prefixBlock = block;
+      this.prefix = agg;
+      this.prefixOwned = false;
     } else {
-      if (!this.backOwned) {
-        this.backAgg = this.backAgg.clone();
-        this.backOwned = true;
+      if (!this.prefixOwned) {
+        this.prefix = (this.prefix as EntityAggregate).clone();
+        this.prefixOwned = true;
       }
-      this.backAgg.merge(agg);
+      (this.prefix as EntityAggregate).merge(agg);
     }
+    this.items.push({ pane, agg });
+  }
+
+  /** Computes the suffixes of the open block's panes, newest to oldest, and closes it. */
+  private closeBlock(): void {
+    if (Number.isNaN(this.prefixBlock)) return;
+    let acc: EntityAggregate | null = null;
+    for (let i = this.items.length - 1; i >= 0; i--) {
+      const it = this.items[i] as Item;
+      if (this.blockOf(it.pane) !== this.prefixBlock) break;
+      if (acc === null) acc = it.agg;
+      else {
+        const merged: EntityAggregate = it.agg.clone();
+        merged.merge(acc);
+        acc = merged;
+      }
+      it.suffix = acc;
+    }
+    this.prefixBlock = Number.NaN;
+    this.prefix = null;
+    this.prefixOwned = false;
   }
 
   /** Drops panes that start before `start`. */
   evictBefore(start: number): void {
-    for (;;) {
-      if (this.front.length === 0) {
-        if (this.back.length === 0 || (this.back[0] as Item).pane >= start) return;
-        this.flip();
-      }
-      const oldest = this.front[this.front.length - 1] as Item;
-      if (oldest.pane >= start) return;
-      this.front.pop();
-    }
-  }
-
-  /** Moves the back stack to the front, computing suffix merges newest to oldest. */
-  private flip(): void {
-    let acc: EntityAggregate | null = null;
-    for (let i = this.back.length - 1; i >= 0; i--) {
-      const it = this.back[i] as Item;
-      if (acc === null) acc = it.agg;
-      else {
-        const merged = it.agg.clone();
-        merged.merge(acc);
-        acc = merged;
-      }
-      this.front.push({ pane: it.pane, agg: it.agg, suffix: acc });
-    }
-    this.back = [];
-    this.backAgg = null;
-    this.backOwned = false;
+    let n = 0;
+    while (n < this.items.length && (this.items[n] as Item).pane < start) n++;
+    if (n > 0) this.items.splice(0, n);
+    if (this.items.length === 0) this.closeBlock();
   }
 
   /**
-   * The heavy-hitter summaries over every pane held, merged oldest to newest. Space-Saving
-   * merges are not associative (ties, evictions), and the two-stacks association depends on
-   * when the stacks last flipped, which a restart changes; a left fold in pane order makes
-   * top paths and requests per IP a function of the panes alone. Small summaries merge
-   * without ranking, so this costs little.
+   * The aggregate of the window starting at `start` over every pane held (call
+   * {@link evictBefore} with `start` first; every pane held must lie inside the window). Do not
+   * mutate it.
    */
-  foldTops(): WindowTops | null {
-    const items: Item[] = [];
-    for (let i = this.front.length - 1; i >= 0; i--) items.push(this.front[i] as Item);
-    items.push(...this.back);
-    const first = items[0];
+  query(start: number): EntityAggregate | null {
+    const first = this.items[0];
     if (!first) return null;
-    if (items.length === 1) return { paths: first.agg.topPaths, ips: first.agg.topIps };
-    const paths = first.agg.topPaths.clone();
-    const ips = first.agg.topIps.clone();
-    for (let i = 1; i < items.length; i++) {
-      paths.merge((items[i] as Item).agg.topPaths);
-      ips.merge((items[i] as Item).agg.topIps);
+    const k = this.blockOf(start);
+    if (start === k * this.sizeMs) {
+      // The window is exactly block k, which is still the open block: its running prefix.
+      return this.prefix;
     }
-    return { paths, ips };
-  }
-
-  /** The aggregate over every pane held; do not mutate it. */
-  query(): EntityAggregate | null {
-    const f = this.front.length > 0 ? ((this.front[this.front.length - 1] as Item).suffix as EntityAggregate) : null;
-    if (!f) return this.backAgg;
-    if (!this.backAgg) return f;
-    const q = f.clone();
-    q.merge(this.backAgg);
-    return q;
+    // Nothing held of block k: every pane is in block k + 1, the open one.
+    if (this.blockOf(first.pane) !== k) return this.prefix;
+    // The window runs past the end of block k, so every pane of k is in: close it if still open.
+    if (this.prefixBlock === k) this.closeBlock();
+    const left = first.suffix as EntityAggregate;
+    if (this.prefix === null) return left;
+    const merged = left.clone();
+    merged.merge(this.prefix);
+    return merged;
   }
 }
 
@@ -333,7 +339,7 @@ export class WindowAssembler {
       for (const [e, a] of maps[type].entries()) {
         let sl = slides.get(e);
         if (!sl) {
-          sl = new EntitySlide();
+          sl = new EntitySlide(this.sizeMs);
           slides.set(e, sl);
         }
         sl.push(start, a);
@@ -396,18 +402,18 @@ export class WindowAssembler {
     const rows: WindowAggregateRow[] = [];
     for (const type of ENTITY_TYPES) {
       const slides = this.slides[type];
-      const entries: [string, EntityAggregate, WindowTops | null][] = [];
+      const entries: [string, EntityAggregate][] = [];
       for (const [e, sl] of slides) {
         sl.evictBefore(start);
         if (sl.empty) {
           slides.delete(e);
           continue;
         }
-        const agg = sl.query();
-        if (agg) entries.push([e, agg, sl.foldTops()]);
+        const agg = sl.query(start);
+        if (agg) entries.push([e, agg]);
       }
       entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-      for (const [e, a, tops] of entries) rows.push(a.toRow(e, start, end, tops ?? undefined));
+      for (const [e, a] of entries) rows.push(a.toRow(e, start, end));
     }
     this.ready.push({ windowStart: start, windowEnd: end, rows });
     this.emittedData = true;

@@ -22,8 +22,9 @@ export const windowConfigSchema = z
     /** Live mode: when every partition has been silent this long, all open windows are closed, ms. Default 15 000. */
     idle_flush_ms: z.number().int().positive().default(15_000),
     /**
-     * Most entities of one type in one pane of one input partition. Beyond it the lightest are
-     * evicted (Space-Saving: never a heavy hitter) and counted in burstwatch_evicted_*. Default 20 000.
+     * Most entities of one type in one pane of one input partition. Beyond it one-off entities
+     * are evicted first and heavy ones never (segmented map, consumers/entity-map.ts), counted in
+     * burstwatch_pane_evictions_total and burstwatch_pane_evicted_requests_total. Default 20 000.
      */
     max_entities_per_pane: z.number().int().positive().default(20_000),
     /** Kafka topic that records too late for every window are copied to (with their reason); null keeps only the count. Default null. */

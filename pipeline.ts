@@ -51,7 +51,7 @@ export class Pipeline {
     readonly sinks: readonly PipelineSink[],
   ) {
     this.windows = new SlidingWindows(config.windows);
-    this.scorer = new EntityScorer(config.scorer, packageVersion(), { trackChanges: false });
+    this.scorer = new EntityScorer(config.scorer, packageVersion(), { trackChanges: false, slideMs: config.windows.slide_ms });
     this.rules = new RuleLifecycle(config.rules);
   }
 

@@ -149,7 +149,7 @@ function runPass(name: string, stream: Iterable<RequestLog>, watch: Record<Entit
   const config = parseConfig(JSON.parse(CONFIG_JSON) as unknown);
   const windows = new SlidingWindows(config.windows);
   // As replay does: nothing checkpoints here, so tracking changes would only grow a set of every key seen.
-  const scorer = new EntityScorer(config.scorer, 'bench', { trackChanges: false });
+  const scorer = new EntityScorer(config.scorer, 'bench', { trackChanges: false, slideMs: config.windows.slide_ms });
   const counts: Record<EntityType, Map<string, number>> = { asn: new Map(), ja4: new Map(), asn_ja4: new Map() };
   const samples: Sample[] = [];
   const windowStarts: number[] = [];

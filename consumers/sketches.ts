@@ -486,7 +486,8 @@ export class SpaceSaving {
   /** Most keys held (k); an integer in [1, 1024]. */
   readonly capacity: number;
   /**
-   * Slot i is at STRIDE·i: key (string), hashString(key) (compared before the key, since
+   * Slot i is at STRIDE·i: key (string), hashString(key) as int32 (a small integer to V8, where
+   * an unsigned hash past 2^31 would be a boxed number; compared before the key, since
    * unequal strings of one length compare by character), count, error. Null when empty.
    */
   private slots: (string | number)[] | null = null;
@@ -501,7 +502,8 @@ export class SpaceSaving {
   }
 
   /** Adds `weight` (a positive finite number, default 1) occurrences of `key`; pass `hash` = hashString(key) when the caller has it. */
-  add(key: string, weight = 1, hash = hashString(key)): void {
+  add(key: string, weight = 1, hashU32 = hashString(key)): void {
+    const hash = hashU32 | 0;
     if (!(weight > 0 && weight <= Number.MAX_VALUE)) throw new RangeError(`SpaceSaving weight must be a positive finite number, got ${weight}`);
     this.sum += weight;
     const slots = this.slots;
@@ -693,7 +695,7 @@ export class SpaceSaving {
         malformed(W, `entries[${i}][2] (error) must be a number in [0, count]`);
       }
       seen.add(key);
-      slots.push(key, hashString(key), count, error);
+      slots.push(key, hashString(key) | 0, count, error);
     }
     s.slots = slots;
     return s;

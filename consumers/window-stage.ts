@@ -92,7 +92,7 @@ export class WindowTask implements StageTask {
   ) {
     const w = ctx.config.windows;
     this.assembler = new WindowAssembler(w.size_ms, w.slide_ms, w.max_entities_per_pane, ctx.stats.evicted);
-    this.scorer = new EntityScorer(ctx.config.scorer, ctx.pipelineVersion);
+    this.scorer = new EntityScorer(ctx.config.scorer, ctx.pipelineVersion, { slideMs: ctx.config.windows.slide_ms });
   }
 
   /** Builds the task of repartition partition r, restoring its changelog partition first. */

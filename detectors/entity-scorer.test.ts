@@ -84,7 +84,9 @@ describe('EntityScorer', () => {
   it('drops entities whose whole history has gone quiet', () => {
     const s = new EntityScorer(config, 'test');
     s.scoreWindow({ windowStart: 0, windowEnd: 60_000, rows: [row('1', 0, 5)] });
-    for (let i = 1; i <= 30; i++) s.scoreWindow({ windowStart: i, windowEnd: i + 60_000, rows: [] });
+    for (let i = 1; i <= 29; i++) s.scoreWindow(windowOf(i * 10_000, []));
+    expect(s.size.asn).toBe(1);
+    s.scoreWindow(windowOf(300_000, []));
     expect(s.size.asn).toBe(0);
     expect(s.evictions).toBe(0);
   });
@@ -101,7 +103,7 @@ describe('EntityScorer checkpoints', () => {
     const a = new EntityScorer(small, 'test');
     for (let i = 0; i < 11; i++) a.scoreWindow(windowOf(i * 10_000, [row('64512', i * 10_000, 40 + i, 4, 'asn', i % 3)]));
     const snap = a.entityState('asn', '64512');
-    expect(snap).toMatchObject({ v: 1, seq: 0, requests: { count: 11 } });
+    expect(snap).toMatchObject({ v: 2, seq: 0, last: 100_000, requests: { count: 11 } });
     expect(snap?.requests.values).toHaveLength(8); // a full ring
     expect(Object.keys(snap?.secondary ?? {})).toEqual(['unique_ips', 'requests_per_ip_max', 'auth_failure_share', 'post_share', 'unique_paths']);
     expect(a.entityState('asn', 'nobody')).toBeNull();
@@ -186,7 +188,8 @@ describe('EntityScorer checkpoints', () => {
 
   it.each<[string, (s: EntityStateJSON) => unknown, RegExp]>([
     ['a non-object', () => 42, /expected an object/],
-    ['another version', (s) => ({ ...s, v: 2 }), /unsupported version 'v': 2/],
+    ['another version', (s) => ({ ...s, v: 3 }), /unsupported version 'v': 3/],
+    ['a version 2 state without last', (s) => ({ ...s, last: undefined }), /'last' must be an integer/],
     ['an unknown key', (s) => ({ ...s, extra: 1 }), /unknown key 'extra'/],
     ['a negative seq', (s) => ({ ...s, seq: -1 }), /'seq' must be a non-negative integer/],
     ['a mass of null (NaN in JSON)', (s) => ({ ...s, mass: null }), /'mass' must be a finite number/],
@@ -210,7 +213,7 @@ describe('EntityScorer checkpoints', () => {
     const s = new EntityScorer(small, 'test', { trackChanges: false });
     s.scoreWindow(windowOf(0, [row('a', 0, 50)]));
     expect(() => s.takeChanges()).toThrow(/trackChanges/);
-    expect(s.entityState('asn', 'a')).toMatchObject({ v: 1, mass: 50 });
+    expect(s.entityState('asn', 'a')).toMatchObject({ v: 2, mass: 50, last: 0 });
   });
 
   it('rejects an unknown entity type', () => {
@@ -281,4 +284,36 @@ describe('EntityScorer checkpoints', () => {
       FC,
     );
   });
+
+  it('changes, and so checkpoints, only the entities of a window; absent windows are learned as zeros when one comes back', () => {
+    const s = new EntityScorer(small, 'test');
+    s.scoreWindow(windowOf(0, [row('steady', 0, 40), row('sparse', 0, 30)]));
+    s.takeChanges();
+    for (let i = 1; i <= 5; i++) {
+      s.scoreWindow(windowOf(i * 10_000, [row('steady', i * 10_000, 40)]));
+      expect(s.takeChanges().map((c) => c.entity)).toEqual(['steady']);
+    }
+    s.scoreWindow(windowOf(60_000, [row('steady', 60_000, 40), row('sparse', 60_000, 35)]));
+    const sparse = byKey(s.takeChanges()).get('asn\u0000sparse');
+    // Window by window it would have learned 30 and five zeros (35 against that is flagged, so not
+    // learned); its mass decayed by 0.9 a window.
+    expect(sparse?.requests).toEqual({ count: 6, values: [30, 0, 0, 0, 0, 0] });
+    let mass = 30;
+    for (let i = 0; i < 6; i++) mass *= 0.9;
+    expect(sparse?.mass).toBeCloseTo(mass + 35, 9);
+    expect(sparse?.last).toBe(60_000);
+  });
+
+  it('reads version 1 states (no last) as current at the window before the next one scored', () => {
+    const a = new EntityScorer(small, 'test');
+    a.scoreWindow(windowOf(0, [row('x', 0, 40)]));
+    const [c] = a.takeChanges();
+    const { last: _last, ...rest } = c?.state as EntityStateJSON;
+    const b = new EntityScorer(small, 'test');
+    b.restoreEntity('asn', 'x', { ...rest, v: 1 });
+    const next = windowOf(10_000, [row('x', 10_000, 41)]);
+    expect(b.scoreWindow(next)).toEqual(a.scoreWindow(next));
+    expect(b.entityState('asn', 'x')).toEqual(a.entityState('asn', 'x'));
+  });
 });
+

@@ -40,11 +40,14 @@ const ENTITY_TYPES = ['asn', 'ja4', 'asn_ja4'] as const;
  * when evicting; `secondary` is keyed by feature name.
  */
 export interface EntityStateJSON {
-  v: 1;
+  /** 2; version 1 (no `last`) is still read. */
+  v: 1 | 2;
   /** Admission order among the entities of the scorer that wrote it (an integer ≥ 0). */
   seq: number;
-  /** Decayed requests per window. */
+  /** Decayed requests per window, as of window `last`. */
   mass: number;
+  /** Start of the last window learned, epoch ms (absent in version 1). */
+  last?: number;
   /** Baseline of the request count. */
   requests: RobustDeviationBaselineJSON;
   /** Baselines of the secondary features, by name (unique_ips, requests_per_ip_max, …). */
@@ -65,8 +68,14 @@ interface DetectorOptions {
 }
 
 class EntityState {
-  /** Exponentially decayed requests per window: what eviction keeps the heaviest of. */
+  /** Exponentially decayed requests per window, as of window `last`: what eviction keeps the heaviest of. */
   mass = 0;
+  /**
+   * Start of the last window this state learned, epoch ms (NaN: unknown, restored from a v1
+   * checkpoint). Windows after it in which the entity was absent are learned as zeros only when
+   * it comes back (or found quiet), so a window changes, and checkpoints, only the entities in it.
+   */
+  last = Number.NaN;
   constructor(
     /** Admission order: eviction sorts by mass, then by this, which a restored map's order cannot give. */
     readonly seq: number,
@@ -81,7 +90,9 @@ class EntityState {
   toJSON(): EntityStateJSON {
     const secondary: Record<string, RobustDeviationBaselineJSON> = {};
     SECONDARY.forEach((f, i) => (secondary[f.name] = (this.secondary[i] as RobustDeviation).baselineJSON()));
-    return { v: 1, seq: this.seq, mass: this.mass, requests: this.requests.baselineJSON(), secondary };
+    const requests = this.requests.baselineJSON();
+    if (Number.isNaN(this.last)) return { v: 1, seq: this.seq, mass: this.mass, requests, secondary }; // restored from v1, not scored since
+    return { v: 2, seq: this.seq, mass: this.mass, last: this.last, requests, secondary };
   }
 
   static fromJSON(v: unknown, options: DetectorOptions): EntityState {
@@ -89,7 +100,10 @@ class EntityState {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) malformed(W, 'expected an object');
     const o = v as Record<string, unknown>;
     for (const k of Object.keys(o)) if (!STATE_KEYS.has(k)) malformed(W, `unknown key '${k}'`);
-    if (o.v !== 1) malformed(W, `unsupported version 'v': ${JSON.stringify(o.v)} (expected 1)`);
+    if (o.v !== 1 && o.v !== 2) malformed(W, `unsupported version 'v': ${JSON.stringify(o.v)} (expected 1 or 2)`);
+    // v1 had no 'last': every entity learned every window, so it was current as of the checkpoint.
+    if (o.v === 2 && (typeof o.last !== 'number' || !Number.isSafeInteger(o.last))) malformed(W, `'last' must be an integer (epoch ms), got ${JSON.stringify(o.last)}`);
+    if (o.v === 1 && 'last' in o) malformed(W, "unknown key 'last' in a v1 state");
     if (typeof o.seq !== 'number' || !Number.isSafeInteger(o.seq) || o.seq < 0) malformed(W, `'seq' must be a non-negative integer, got ${JSON.stringify(o.seq)}`);
     if (typeof o.mass !== 'number' || !Number.isFinite(o.mass) || o.mass < 0) malformed(W, `'mass' must be a finite number ≥ 0, got ${JSON.stringify(o.mass)}`);
     const requests = RobustDeviation.fromBaselineJSON(options.main, o.requests, `${W}: 'requests'`);
@@ -105,11 +119,12 @@ class EntityState {
     });
     const st = new EntityState(o.seq, requests, secondary);
     st.mass = o.mass;
+    st.last = o.v === 2 ? (o.last as number) : Number.NaN;
     return st;
   }
 }
 
-const STATE_KEYS = new Set(['v', 'seq', 'mass', 'requests', 'secondary']);
+const STATE_KEYS = new Set(['v', 'seq', 'mass', 'last', 'requests', 'secondary']);
 
 function malformed(where: string, message: string): never {
   throw new TypeError(`${where}: ${message}`);
@@ -141,6 +156,14 @@ export class EntityScorer {
   private nextSeq = 0;
   /** Entities evicted because of the cap (a metric). */
   evictions = 0;
+  /** Window slide, ms: how many windows lie between two window starts. */
+  private readonly slideMs: number;
+  /** Start of the window being scored, or the latest `last` restored before any; -Infinity before both. */
+  private now = Number.NEGATIVE_INFINITY;
+  /** MASS_DECAY^k by repeated multiplication, so that lazily decayed masses equal window-by-window ones. */
+  private readonly decayPow: number[] = [1];
+  /** Some state restored from a v1 checkpoint has not been scored since. */
+  private unknownLast = false;
   readonly modelVersion: string;
   private readonly detectorOptions: DetectorOptions;
 
@@ -150,9 +173,13 @@ export class EntityScorer {
     /**
      * `trackChanges`: record what changed for {@link takeChanges} (the changelog). Default true;
      * false where nothing checkpoints (replay, benchmarks), or the set holds every key ever seen.
+     * `slideMs`: the windows' slide (windows.slide_ms), default 10 000: windows must start
+     * `slideMs` apart, as the window engine emits them (empty windows included).
      */
-    options: { trackChanges?: boolean } = {},
+    options: { trackChanges?: boolean; slideMs?: number } = {},
   ) {
+    this.slideMs = options.slideMs ?? 10_000;
+    if (!(Number.isSafeInteger(this.slideMs) && this.slideMs > 0)) throw new RangeError(`EntityScorer: slideMs must be a positive integer, got ${this.slideMs}`);
     this.dirty = options.trackChanges === false ? null : { asn: new Set(), ja4: new Set(), asn_ja4: new Set() };
     const d = config.robust_deviation;
     this.detectorOptions = {
@@ -169,12 +196,25 @@ export class EntityScorer {
 
   /** Scores every entity of a closed window; returns one verdict per entity past warm-up. */
   scoreWindow(w: ClosedWindow): Verdict[] {
+    this.now = w.windowStart;
+    this.settleUnknownLast(w.windowStart);
     const out: Verdict[] = [];
-    const seen: Record<EntityType, Set<string>> = { asn: new Set(), ja4: new Set(), asn_ja4: new Set() };
+    const history = this.config.robust_deviation.history;
     for (const row of w.rows) {
-      seen[row.entity_type].add(row.entity);
       const map = this.state[row.entity_type];
       let st = map.get(row.entity);
+      if (st) {
+        // Catch up on the windows it was absent from: zeros learned, mass decayed, as if window by window.
+        const absent = this.windowsSince(st) - 1;
+        if (absent >= history) {
+          // It went quiet long ago; the window-by-window scorer would have dropped it and starts afresh.
+          map.delete(row.entity);
+          st = undefined;
+        } else if (absent > 0) {
+          st.mass *= this.decay(absent);
+          st.requests.learnRepeated(w.windowStart, 0, absent);
+        }
+      }
       if (!st) {
         st = EntityState.fresh(this.nextSeq++, this.detectorOptions);
         map.set(row.entity, st);
@@ -182,22 +222,44 @@ export class EntityScorer {
       }
       this.dirty?.[row.entity_type].add(row.entity);
       st.mass = st.mass * MASS_DECAY + row.requests;
+      st.last = w.windowStart;
       const verdict = this.scoreRow(row, st);
       if (verdict) out.push(verdict);
     }
-    // An entity absent from this window had zero requests in it: that is part of its history.
+    // An entity absent from `history` windows has learned nothing but zeros: drop it (a tombstone).
+    // Absent entities are otherwise left alone, so they cost nothing in the changelog.
     for (const type of ENTITY_TYPES) {
-      const dirty = this.dirty?.[type];
-      for (const [entity, st] of this.state[type]) {
-        if (seen[type].has(entity)) continue;
-        // Every tracked entity changes in every window (mass decays, a zero is learned).
-        dirty?.add(entity);
-        st.mass *= MASS_DECAY;
-        st.requests.learn(w.windowStart, 0);
-        if (st.requests.quiet) this.state[type].delete(entity); // still marked: a tombstone
+      const map = this.state[type];
+      for (const [entity, st] of map) {
+        if (this.windowsSince(st) < history) continue;
+        map.delete(entity);
+        this.dirty?.[type].add(entity);
       }
     }
     return out;
+  }
+
+  /** Windows from `st.last` to the current one (1 for the window right after it). */
+  private windowsSince(st: EntityState): number {
+    return Math.max(0, Math.round((this.now - st.last) / this.slideMs));
+  }
+
+  private decay(k: number): number {
+    const pow = this.decayPow;
+    while (pow.length <= k) pow.push((pow[pow.length - 1] as number) * MASS_DECAY);
+    return pow[k] as number;
+  }
+
+  /** Mass as of the current window, for ranking entities last seen in different windows. */
+  private massNow(st: EntityState): number {
+    return Number.isNaN(st.last) ? st.mass : st.mass * this.decay(this.windowsSince(st));
+  }
+
+  /** States restored from v1 checkpoints were current as of the window before the first one scored after. */
+  private settleUnknownLast(windowStart: number): void {
+    if (!this.unknownLast) return;
+    this.unknownLast = false;
+    for (const type of ENTITY_TYPES) for (const st of this.state[type].values()) if (Number.isNaN(st.last)) st.last = windowStart - this.slideMs;
   }
 
   /**
@@ -210,7 +272,9 @@ export class EntityScorer {
     const map = this.state[type];
     const n = map.size - Math.floor(this.config.max_entities_per_type * 0.9);
     // Ties of mass go to the earlier admitted (the map's own order before checkpoints existed).
-    const candidates = [...map].filter(([k]) => k !== keep).sort((a, b) => a[1].mass - b[1].mass || a[1].seq - b[1].seq);
+    const mass = new Map<EntityState, number>();
+    for (const [k, st] of map) if (k !== keep) mass.set(st, this.massNow(st));
+    const candidates = [...map].filter(([k]) => k !== keep).sort((a, b) => (mass.get(a[1]) as number) - (mass.get(b[1]) as number) || a[1].seq - b[1].seq);
     for (let i = 0; i < n && i < candidates.length; i++) {
       const entity = (candidates[i] as [string, EntityState])[0];
       map.delete(entity);
@@ -236,6 +300,8 @@ export class EntityScorer {
     const map = this.mapOf(type, 'restoreEntity');
     const st = EntityState.fromJSON(state, this.detectorOptions);
     map.set(entity, st);
+    if (Number.isNaN(st.last)) this.unknownLast = true;
+    else if (st.last > this.now) this.now = st.last;
     this.nextSeq = Math.max(this.nextSeq, st.seq + 1);
     if (map.size > this.config.max_entities_per_type) this.evict(type, entity);
   }

@@ -94,4 +94,20 @@ describe('RobustDeviation', () => {
     expect(scores.at(-1)).toBeGreaterThan(0.9);
     expect(() => createUnivariateDetector('nope')).toThrow(/robust_deviation/);
   });
+
+  it('learns a value n times at once exactly as n single learns', () => {
+    for (const n of [1, 3, 7, 8, 9, 30]) {
+      const a = new RobustDeviation({ history: 8, warmup: 3 });
+      const b = new RobustDeviation({ history: 8, warmup: 3 });
+      for (let i = 0; i < 5; i++) {
+        a.learn(0, 10 + i);
+        b.learn(0, 10 + i);
+      }
+      b.learnRepeated(0, 0, n);
+      for (let i = 0; i < n; i++) a.learn(0, 0);
+      expect(b.toJSON()).toEqual(a.toJSON());
+      expect(b.explain(20)).toEqual(a.explain(20));
+    }
+  });
 });
+

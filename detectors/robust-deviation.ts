@@ -117,6 +117,23 @@ export class RobustDeviation {
     this.count++;
   }
 
+  /**
+   * Learns `value` `times` times, exactly as that many calls to {@link learn} would, in
+   * O(min(times, history)): how a series catches up on the windows in which it was absent.
+   */
+  learnRepeated(timestampMs: number, value: number, times: number): void {
+    if (!Number.isFinite(value) || !(times > 0)) return;
+    const h = this.opts.history;
+    const skip = Math.max(0, Math.floor(times) - h);
+    if (skip > 0) {
+      // Only the last `history` values stay in the ring: advance past the others at once.
+      this.reserve(h);
+      this.count += skip;
+      this.next = (this.next + skip) % h;
+    }
+    for (let i = skip; i < times; i++) this.learn(timestampMs, value);
+  }
+
   /** Scores, then learns (the univariate contract of CONTRACTS §6). */
   update(timestampMs: number, value: number): number {
     const s = this.score(timestampMs, value);

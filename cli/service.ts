@@ -104,6 +104,7 @@ export async function startService(config: Config): Promise<Service> {
     topic: config.input.topic,
     transactionalIdPrefix: `${groups.panes}-panes`,
     maxBytesPerPartition: config.input.max_bytes_per_partition,
+    fromBeginning: config.input.from_beginning,
     createTask: (p, committed) => Promise.resolve(new PaneTask(p, committed, paneCtx)),
     beforeCommit: async () => {
       await deadLetter.flush();

@@ -41,6 +41,11 @@ export interface StageSettings {
   beforeCommit(): Promise<void>;
   /** Period of {@link StageTask.tick}, ms; 0 for none. Default 1 000. */
   tickMs?: number;
+  /**
+   * With no committed offset, start at the earliest record (true) or at the end, with only
+   * records written from then on (input.from_beginning). Default true; internal topics always start at the earliest.
+   */
+  fromBeginning?: boolean;
 }
 
 /** Counters of a stage. */
@@ -74,6 +79,8 @@ export class TransactionalStage {
   private readonly consumedTo = new Map<number, number>();
   private timer: NodeJS.Timeout | null = null;
   private admin: Promise<Admin> | null = null;
+  /** First offset read of each partition that had no committed offset (for input.from_beginning = false). */
+  private readonly startedAt = new Map<number, number>();
   private stopping = false;
   private failure: unknown = null;
   readonly stats: StageStats = { batches: 0, messages: 0, transactions: 0, restores: 0 };
@@ -138,7 +145,7 @@ export class TransactionalStage {
       if (!e.payload.restart) this.failure = e.payload.error;
     });
     await consumer.connect();
-    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    await consumer.subscribe({ topics: [topic], fromBeginning: this.settings.fromBeginning ?? true });
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
@@ -210,6 +217,8 @@ export class TransactionalStage {
       return;
     }
     const messages = from >= 0 ? batch.messages.filter((m) => Number(m.offset) >= from) : batch.messages;
+    // Where a partition without a checkpoint began, so that a retry before its first commit starts there again.
+    if (from < 0 && !this.startedAt.has(partition) && Number.isFinite(first)) this.startedAt.set(partition, first);
     const out = new Outbox();
     const lagging = Number(batch.lastOffset()) + 1 < Number(batch.highWatermark);
     try {
@@ -249,8 +258,10 @@ export class TransactionalStage {
   }
 
   private async seekToStart(partition: number): Promise<void> {
-    const low = (await this.topicOffsets()).find((o) => o.partition === partition)?.low ?? '0';
-    this.consumer?.seek({ topic: this.settings.topic, partition, offset: low });
+    const o = (await this.topicOffsets()).find((x) => x.partition === partition);
+    const started = this.startedAt.get(partition);
+    const offset = (this.settings.fromBeginning ?? true) ? (o?.low ?? '0') : started !== undefined ? String(started) : (o?.high ?? '0');
+    this.consumer?.seek({ topic: this.settings.topic, partition, offset });
   }
 
   private async tick(): Promise<void> {

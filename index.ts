@@ -37,6 +37,7 @@ export { ENTITY_TYPES, pairKey, type EntityType, type WindowAggregateRow } from 
 
 export { createUnivariateDetector, univariateDetectorNames, RobustDeviation, type UnivariateDetector } from './detectors/index.js';
 export { EntityScorer, entityScorerSchema } from './detectors/entity-scorer.js';
+export { IsolationForest, averagePathLength, type IsolationForestOptions, type IsolationForestJSON } from './detectors/isolation-forest.js';
 export { decide, decisionPolicySchema, type DecisionPolicy } from './detectors/policy.js';
 export { verdictId, type Verdict } from './detectors/verdict.js';
 

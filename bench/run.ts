@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: three sections, in this order, written to bench/RESULTS.md. The machine is
+ * `npm run bench`: four sections, in this order, written to bench/RESULTS.md. The machine is
  * shared and noisy, so every figure is a ratio against a peer run made in the same process (or
  * script) on the same input, with absolute figures for scale.
  *
@@ -9,12 +9,15 @@
  *   stream, at 10 s and 1 s slides (bench/windows-bench.ts).
  * - cardinality: memory and heavy hitters under a flood of new fingerprints, in a child
  *   process so that its resident memory is its own (bench/cardinality.ts).
+ * - forest: the isolation forest against scikit-learn (PyPI, in a venv under .burstwatch/) and
+ *   ml-isolation-forest: AUC on labelled sets, fit time, scoring throughput (bench/forest-bench.ts).
  *
  * Knobs (environment): BENCH_SECTIONS (comma-separated, default all; sections not run keep
  * their previous text in RESULTS.md), BENCH_ROUNDS (default 3, replay and windows),
  * BENCH_EVENTS (replay file, default 1 000 000), BENCH_WINDOWS_RECORDS (default 300 000),
  * BENCH_WINDOWS_PREFIX (default 30 000), BENCH_WINDOWS_CHECK (default 20 000), and the
- * BENCH_CARDINALITY_* knobs of bench/cardinality.ts.
+ * BENCH_CARDINALITY_* knobs of bench/cardinality.ts, BENCH_FOREST_ROWS (rows scored for
+ * throughput, default 1 000 000).
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -26,9 +29,10 @@ import { replay } from '../cli/replay.js';
 import { DEFAULT_SCENARIOS, generateTraffic } from '../cli/traffic.js';
 import { parseConfig } from '../config.js';
 import { validateRequestLog } from '../schemas/codec.js';
+import { runForestBench } from './forest-bench.js';
 import { runWindowsBench, windowsMarkdown } from './windows-bench.js';
 
-const SECTIONS = ['replay', 'windows', 'cardinality'] as const;
+const SECTIONS = ['replay', 'windows', 'cardinality', 'forest'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 1_000_000);
@@ -218,6 +222,7 @@ const TITLES: Record<Section, string> = {
   replay: '## Replay against decoding alone',
   windows: '## Sliding windows: pane engine against naive per-window aggregation',
   cardinality: '## Cardinality attack: memory and heavy hitters under a flood of new fingerprints',
+  forest: '## Isolation forest against scikit-learn and ml-isolation-forest',
 };
 
 /** The sections of the current RESULTS.md, to keep those not run this time. */
@@ -241,7 +246,7 @@ function writeResults(done: Partial<Record<Section, string>>): string {
   const parts = [
     '# Benchmark results',
     '',
-    'Written by `npm run bench` (bench/run.ts). Sections: replay against decoding, sliding windows against a naive engine, and a cardinality attack ' +
+    'Written by `npm run bench` (bench/run.ts). Sections: replay against decoding, sliding windows against a naive engine, a cardinality attack, and the isolation forest ' +
       '(`BENCH_SECTIONS=windows npm run bench` reruns one and keeps the others). The machine is shared and noisy, so the figures to read are ' +
       'the **ratios** between runs made in the same process (or script) on the same input; absolute figures are given for scale only. ' +
       'Each section says when and on what it ran.',
@@ -267,7 +272,8 @@ for (const s of selected) {
     let body: string;
     if (s === 'replay') body = (await replaySection()) + `\n${knobs(['BENCH_EVENTS', 'BENCH_ROUNDS'])}`;
     else if (s === 'windows') body = windowsSection() + `\n${knobs(['BENCH_WINDOWS', 'BENCH_ROUNDS'])}`;
-    else body = (await cardinalitySection()) + `\n${knobs(['BENCH_CARDINALITY'])}`;
+    else if (s === 'cardinality') body = (await cardinalitySection()) + `\n${knobs(['BENCH_CARDINALITY'])}`;
+    else body = `${TITLES.forest}\n\nRun on ${today()}; ${machine}.\n\n${runForestBench(benchDir)}\n${knobs(['BENCH_FOREST'])}`;
     done[s] = `${body.trimEnd()} Code measured: ${codeState()}. Section wall time: ${((Date.now() - started) / 1000).toFixed(0)} s.\n`;
   } catch (err) {
     // A failed section (the windows self-check, a crashed child) aborts the bench, but what ran is written.

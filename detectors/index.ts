@@ -12,8 +12,17 @@ export interface UnivariateDetector {
   toJSON(): unknown;
 }
 
-const FACTORIES: Record<string, (options?: Record<string, unknown>) => UnivariateDetector> = {
-  robust_deviation: (options) => new RobustDeviation(options as RobustDeviationOptions),
+interface Factory {
+  create(options?: Record<string, unknown>): UnivariateDetector;
+  /** Rebuilds a detector from its toJSON() output; throws a TypeError naming what is wrong. */
+  restore(state: unknown): UnivariateDetector;
+}
+
+const FACTORIES: Record<string, Factory> = {
+  robust_deviation: {
+    create: (options) => new RobustDeviation(options as RobustDeviationOptions),
+    restore: (state) => RobustDeviation.fromJSON(state),
+  },
 };
 
 /** Names accepted by {@link createUnivariateDetector}. */
@@ -23,9 +32,18 @@ export function univariateDetectorNames(): string[] {
 
 /** Creates a univariate detector by name with its hyperparameters. Throws on an unknown name. */
 export function createUnivariateDetector(name: string, options?: Record<string, unknown>): UnivariateDetector {
+  return factoryOf(name).create(options);
+}
+
+/** Rebuilds a detector of `name` from its `toJSON()` output, which then scores exactly as the saved one would have. */
+export function restoreUnivariateDetector(name: string, state: unknown): UnivariateDetector {
+  return factoryOf(name).restore(state);
+}
+
+function factoryOf(name: string): Factory {
   const factory = FACTORIES[name];
   if (!factory) throw new Error(`unknown detector '${name}'; known: ${univariateDetectorNames().join(', ')}`);
-  return factory(options);
+  return factory;
 }
 
 export { RobustDeviation };

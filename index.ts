@@ -35,7 +35,7 @@ export { SchemaRegistryClient, RegistryUnavailableError, type RegistryOptions } 
 export { SlidingWindows, windowConfigSchema, type ClosedWindow, type WindowConfig } from './consumers/windows.js';
 export { ENTITY_TYPES, pairKey, type EntityType, type WindowAggregateRow } from './consumers/aggregates.js';
 
-export { createUnivariateDetector, restoreUnivariateDetector, univariateDetectorNames, RobustDeviation, type UnivariateDetector } from './detectors/index.js';
+export { createUnivariateDetector, restoreUnivariateDetector, univariateDetectorNames, Cusum, RobustDeviation, RobustEwma, type UnivariateDetector } from './detectors/index.js';
 export { EntityScorer, entityScorerSchema } from './detectors/entity-scorer.js';
 export { IsolationForest, averagePathLength, type IsolationForestOptions, type IsolationForestJSON } from './detectors/isolation-forest.js';
 export { decide, decisionPolicySchema, type DecisionPolicy } from './detectors/policy.js';

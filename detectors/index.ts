@@ -1,4 +1,6 @@
+import { Cusum, type CusumOptions } from './cusum.js';
 import { RobustDeviation, type RobustDeviationOptions } from './robust-deviation.js';
+import { RobustEwma, type RobustEwmaOptions } from './robust-ewma.js';
 
 /** A streaming detector of one series (CONTRACTS §6). */
 export interface UnivariateDetector {
@@ -23,6 +25,14 @@ const FACTORIES: Record<string, Factory> = {
     create: (options) => new RobustDeviation(options as RobustDeviationOptions),
     restore: (state) => RobustDeviation.fromJSON(state),
   },
+  robust_ewma: {
+    create: (options) => new RobustEwma(options as RobustEwmaOptions),
+    restore: (state) => RobustEwma.fromJSON(state),
+  },
+  cusum: {
+    create: (options) => new Cusum(options as CusumOptions),
+    restore: (state) => Cusum.fromJSON(state),
+  },
 };
 
 /** Names accepted by {@link createUnivariateDetector}. */
@@ -46,4 +56,4 @@ function factoryOf(name: string): Factory {
   return factory;
 }
 
-export { RobustDeviation };
+export { Cusum, RobustDeviation, RobustEwma };

@@ -29,18 +29,23 @@ function auc(scores: readonly number[], labels: readonly number[]): number {
   return wins / (pos * neg);
 }
 
-/** A request-count-like series (10 s windows): daily-ish wave, Poisson-like noise, and labelled spikes. */
-function series(seed: number, n = 600): { t: number[]; v: number[]; labels: number[] } {
+/**
+ * A request-count-like series (10 s windows): a slow wave, Poisson-like noise, labelled
+ * one-window spikes and labelled bursts that hold a raised level for 12 windows.
+ */
+function series(seed: number, n = 900): { t: number[]; v: number[]; labels: number[] } {
   const r = new Random(seed, 3);
   const t: number[] = [];
   const v: number[] = [];
   const labels: number[] = [];
   for (let i = 0; i < n; i++) {
     const base = 200 + 60 * Math.sin((2 * Math.PI * i) / 360);
-    const spike = i > 100 && i % 53 === 0;
+    const spike = i > 100 && i % 97 === 0;
+    const burst = i > 100 && i % 150 < 12;
+    const extra = spike ? 6 * base : burst ? 1.5 * base : 0;
     t.push(1_700_000_000_000 + i * 10_000);
-    v.push(Math.max(0, Math.round(base + Math.sqrt(base) * r.normal() + (spike ? 6 * base : 0))));
-    labels.push(spike ? 1 : 0);
+    v.push(Math.max(0, Math.round(base + Math.sqrt(base) * r.normal() + extra)));
+    labels.push(spike || burst ? 1 : 0);
   }
   return { t, v, labels };
 }
@@ -56,10 +61,10 @@ describe.each(univariateDetectorNames())('univariate detector %s', (name) => {
     expect(run(v)).toEqual(run(v));
   });
 
-  it('ranks labelled spikes above ordinary windows (AUC above 0.5)', () => {
+  it('ranks labelled spikes and bursts above ordinary windows (AUC well above 0.5)', () => {
     const s = run(v);
     // Past any warm-up: scoring starts once the detector has a baseline.
-    expect(auc(s.slice(100), labels.slice(100))).toBeGreaterThan(0.9);
+    expect(auc(s.slice(100), labels.slice(100))).toBeGreaterThan(0.8);
   });
 
   it('keeps scores in [0, 1], whatever the values', () => {

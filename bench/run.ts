@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: four sections, in this order, written to bench/RESULTS.md. The machine is
+ * `npm run bench`: five sections, in this order, written to bench/RESULTS.md. The machine is
  * shared and noisy, so every figure is a ratio against a peer run made in the same process (or
  * script) on the same input, with absolute figures for scale.
  *
@@ -11,6 +11,8 @@
  *   process so that its resident memory is its own (bench/cardinality.ts).
  * - forest: the isolation forest against scikit-learn (PyPI, in a venv under .burstwatch/) and
  *   ml-isolation-forest: AUC on labelled sets, fit time, scoring throughput (bench/forest-bench.ts).
+ * - temporal: every univariate detector on labelled series of spikes, bursts, steps and ramps,
+ *   with a NAB-style score (bench/temporal-bench.ts).
  *
  * Knobs (environment): BENCH_SECTIONS (comma-separated, default all; sections not run keep
  * their previous text in RESULTS.md), BENCH_ROUNDS (default 3, replay and windows),
@@ -30,9 +32,10 @@ import { DEFAULT_SCENARIOS, generateTraffic } from '../cli/traffic.js';
 import { parseConfig } from '../config.js';
 import { validateRequestLog } from '../schemas/codec.js';
 import { runForestBench } from './forest-bench.js';
+import { runTemporalBench } from './temporal-bench.js';
 import { runWindowsBench, windowsMarkdown } from './windows-bench.js';
 
-const SECTIONS = ['replay', 'windows', 'cardinality', 'forest'] as const;
+const SECTIONS = ['replay', 'windows', 'cardinality', 'forest', 'temporal'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 1_000_000);
@@ -223,6 +226,7 @@ const TITLES: Record<Section, string> = {
   windows: '## Sliding windows: pane engine against naive per-window aggregation',
   cardinality: '## Cardinality attack: memory and heavy hitters under a flood of new fingerprints',
   forest: '## Isolation forest against scikit-learn and ml-isolation-forest',
+  temporal: '## Temporal detectors on a labelled evaluation of spikes, bursts, steps and ramps',
 };
 
 /** The sections of the current RESULTS.md, to keep those not run this time. */
@@ -246,7 +250,7 @@ function writeResults(done: Partial<Record<Section, string>>): string {
   const parts = [
     '# Benchmark results',
     '',
-    'Written by `npm run bench` (bench/run.ts). Sections: replay against decoding, sliding windows against a naive engine, a cardinality attack, and the isolation forest ' +
+    'Written by `npm run bench` (bench/run.ts). Sections: replay against decoding, sliding windows against a naive engine, a cardinality attack, the isolation forest, and the temporal detectors ' +
       '(`BENCH_SECTIONS=windows npm run bench` reruns one and keeps the others). The machine is shared and noisy, so the figures to read are ' +
       'the **ratios** between runs made in the same process (or script) on the same input; absolute figures are given for scale only. ' +
       'Each section says when and on what it ran.',
@@ -273,7 +277,8 @@ for (const s of selected) {
     if (s === 'replay') body = (await replaySection()) + `\n${knobs(['BENCH_EVENTS', 'BENCH_ROUNDS'])}`;
     else if (s === 'windows') body = windowsSection() + `\n${knobs(['BENCH_WINDOWS', 'BENCH_ROUNDS'])}`;
     else if (s === 'cardinality') body = (await cardinalitySection()) + `\n${knobs(['BENCH_CARDINALITY'])}`;
-    else body = `${TITLES.forest}\n\nRun on ${today()}; ${machine}.\n\n${runForestBench(benchDir)}\n${knobs(['BENCH_FOREST'])}`;
+    else if (s === 'forest') body = `${TITLES.forest}\n\nRun on ${today()}; ${machine}.\n\n${runForestBench(benchDir)}\n${knobs(['BENCH_FOREST'])}`;
+    else body = `${TITLES.temporal}\n\nRun on ${today()}; ${machine}.\n\n${runTemporalBench()}\n${knobs(['BENCH_TEMPORAL'])}`;
     done[s] = `${body.trimEnd()} Code measured: ${codeState()}. Section wall time: ${((Date.now() - started) / 1000).toFixed(0)} s.\n`;
   } catch (err) {
     // A failed section (the windows self-check, a crashed child) aborts the bench, but what ran is written.

@@ -13,12 +13,12 @@ describe('Cusum', () => {
       c.update(i, noisy(i, 400));
       e.update(i, noisy(i, 400));
     }
-    // +2 scales (2·√400 = 40 requests) per window, for 12 windows.
+    // +3 scales (3·√400 = 60 requests) per window, for 12 windows.
     const cusum: number[] = [];
     const ewma: number[] = [];
     for (let i = 100; i < 112; i++) {
-      cusum.push(c.update(i, noisy(i, 440)));
-      ewma.push(e.update(i, noisy(i, 440)));
+      cusum.push(c.update(i, noisy(i, 460)));
+      ewma.push(e.update(i, noisy(i, 460)));
     }
     // Evidence builds up: the second half of the rise is flagged, where each window alone is not.
     const late = cusum.slice(6);

@@ -4,10 +4,10 @@ import { RobustEwma, robustEwmaOptionsSchema } from './robust-ewma.js';
 /** Options of {@link Cusum}; validated, unknown keys rejected. */
 export const cusumOptionsSchema = z
   .object({
-    /** The slow baseline the residuals are taken against (a {@link RobustEwma}). Default alpha 0.02, warm-up 20. */
-    baseline: robustEwmaOptionsSchema.prefault({ alpha: 0.02, warmup: 20 }),
-    /** Allowance k, in scales: a residual must exceed it to add evidence. Default 0.5. */
-    k: z.number().nonnegative().default(0.5),
+    /** The slow baseline the residuals are taken against (a {@link RobustEwma}). Default alpha 0.05, warm-up 20. */
+    baseline: robustEwmaOptionsSchema.prefault({ alpha: 0.05, warmup: 20 }),
+    /** Allowance k, in scales: a residual must exceed it to add evidence. Default 1. */
+    k: z.number().nonnegative().default(1),
     /** Decision interval h, in scales: the statistic at which the score is 0.5. Default 5. */
     h: z.number().positive().default(5),
     /** Most one value can add, in scales, so that one spike is not a sustained shift. Default 5. */

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { savedState } from './saved-state.js';
 import { RobustEwma, robustEwmaOptionsSchema } from './robust-ewma.js';
 
 /** Options of {@link Cusum}; validated, unknown keys rejected. */
@@ -86,12 +87,9 @@ export class Cusum {
   /** Restores {@link toJSON} output; throws a TypeError naming what is wrong. */
   static fromJSON(state: unknown): Cusum {
     const W = 'Cusum.fromJSON';
-    if (typeof state !== 'object' || state === null || Array.isArray(state)) throw new TypeError(`${W}: expected an object`);
-    const o = state as Record<string, unknown>;
-    const opts = cusumOptionsSchema.safeParse(o.options);
-    if (!opts.success) throw new TypeError(`${W}: bad 'options': ${opts.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+    const { o, options } = savedState(W, state, cusumOptionsSchema);
     if (typeof o.s !== 'number' || !Number.isFinite(o.s) || o.s < 0) throw new TypeError(`${W}: 's' must be a finite number ≥ 0`);
-    const d = new Cusum(opts.data, RobustEwma.fromJSON(o.baseline));
+    const d = new Cusum(options, RobustEwma.fromJSON(o.baseline));
     d.s = o.s;
     return d;
   }

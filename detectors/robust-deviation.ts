@@ -1,5 +1,6 @@
 import { median, medianAbsoluteDeviation } from 'simple-statistics';
 import { z } from 'zod';
+import { savedState } from './saved-state.js';
 
 /** Hyperparameters of {@link RobustDeviation}. */
 export const robustDeviationOptionsSchema = z
@@ -180,11 +181,8 @@ export class RobustDeviation {
   /** Restores a detector from {@link toJSON} output; throws a TypeError naming what is wrong. */
   static fromJSON(state: unknown): RobustDeviation {
     const W = 'RobustDeviation.fromJSON';
-    if (typeof state !== 'object' || state === null || Array.isArray(state)) malformed(W, 'expected an object');
-    const o = state as Record<string, unknown>;
-    const opts = robustDeviationOptionsSchema.safeParse(o.options);
-    if (!opts.success) malformed(W, `bad 'options': ${opts.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
-    const d = new RobustDeviation(opts.data);
+    const { o, options } = savedState(W, state, robustDeviationOptionsSchema);
+    const d = new RobustDeviation(options);
     d.install(W, o.values, o.count, d.opts.history);
     if (o.next !== d.next) malformed(W, `'next' must be count mod history (${d.next}), got ${JSON.stringify(o.next)}`);
     return d;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { savedState } from './saved-state.js';
 
 /** Options of {@link RobustEwma}; validated, unknown keys rejected. */
 export const robustEwmaOptionsSchema = z
@@ -99,11 +100,8 @@ export class RobustEwma {
   /** Restores {@link toJSON} output; throws a TypeError naming what is wrong. */
   static fromJSON(state: unknown): RobustEwma {
     const W = 'RobustEwma.fromJSON';
-    if (typeof state !== 'object' || state === null || Array.isArray(state)) throw new TypeError(`${W}: expected an object`);
-    const o = state as Record<string, unknown>;
-    const opts = robustEwmaOptionsSchema.safeParse(o.options);
-    if (!opts.success) throw new TypeError(`${W}: bad 'options': ${opts.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
-    const d = new RobustEwma(opts.data);
+    const { o, options } = savedState(W, state, robustEwmaOptionsSchema);
+    const d = new RobustEwma(options);
     if (typeof o.count !== 'number' || !Number.isSafeInteger(o.count) || o.count < 0) throw new TypeError(`${W}: 'count' must be a non-negative integer`);
     if (typeof o.location !== 'number' || !Number.isFinite(o.location)) throw new TypeError(`${W}: 'location' must be a finite number`);
     if (typeof o.mad !== 'number' || !Number.isFinite(o.mad) || o.mad < 0) throw new TypeError(`${W}: 'mad' must be a finite number ≥ 0`);

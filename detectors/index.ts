@@ -1,4 +1,5 @@
 import { Cusum, type CusumOptions } from './cusum.js';
+import { MaxEnsemble } from './max-ensemble.js';
 import { RobustDeviation, type RobustDeviationOptions } from './robust-deviation.js';
 import { RobustEwma, type RobustEwmaOptions } from './robust-ewma.js';
 
@@ -33,6 +34,18 @@ const FACTORIES: Record<string, Factory> = {
     create: (options) => new Cusum(options as CusumOptions),
     restore: (state) => Cusum.fromJSON(state),
   },
+  /**
+   * The largest score of its members. Options: `{ members: { <name>: <options>, … } }`, default
+   * robust_deviation with a Poisson noise floor (spikes) and cusum (sustained rises).
+   */
+  max_ensemble: {
+    create: (options) => {
+      const members = (options?.members ?? { robust_deviation: { noise_floor: 'poisson' }, cusum: {} }) as Record<string, Record<string, unknown>>;
+      if (typeof members !== 'object' || members === null) throw new TypeError("max_ensemble: 'members' must be an object of detector name → options");
+      return new MaxEnsemble(Object.entries(members).map(([name, o]) => ({ name, detector: createUnivariateDetector(name, o) })));
+    },
+    restore: (state) => MaxEnsemble.fromJSON(state, restoreUnivariateDetector),
+  },
 };
 
 /** Names accepted by {@link createUnivariateDetector}. */
@@ -56,4 +69,4 @@ function factoryOf(name: string): Factory {
   return factory;
 }
 
-export { Cusum, RobustDeviation, RobustEwma };
+export { Cusum, MaxEnsemble, RobustDeviation, RobustEwma };

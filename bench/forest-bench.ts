@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IsolationForest as MlIsolationForest } from 'ml-isolation-forest';
 import { IsolationForest } from '../detectors/isolation-forest.js';
+import { rocAuc } from '../detectors/roc-auc.js';
 import { stateDir } from '../infra/paths.js';
 import { Random } from '../random.js';
 
@@ -83,25 +84,6 @@ function sets(): LabelledSet[] {
   return out;
 }
 
-/** Rank ROC AUC (Mann–Whitney U), ties counted half. */
-export function rocAuc(scores: ArrayLike<number>, labels: readonly number[]): number {
-  const idx = Array.from(labels, (_, i) => i).sort((a, b) => (scores[a] as number) - (scores[b] as number));
-  let pos = 0;
-  let rankSum = 0;
-  for (let i = 0; i < idx.length; ) {
-    let j = i;
-    while (j + 1 < idx.length && scores[idx[j + 1] as number] === scores[idx[i] as number]) j++;
-    const rank = (i + j + 2) / 2;
-    for (let k = i; k <= j; k++) {
-      if (labels[idx[k] as number]) {
-        pos++;
-        rankSum += rank;
-      }
-    }
-    i = j + 1;
-  }
-  return (rankSum - (pos * (pos + 1)) / 2) / (pos * (labels.length - pos));
-}
 
 const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 

@@ -14,6 +14,7 @@
  * where NAB weighs FPs by their distance after a window; that makes this score stricter.
  */
 import { createUnivariateDetector, univariateDetectorNames } from '../detectors/index.js';
+import { rocAuc } from '../detectors/roc-auc.js';
 import { Random } from '../random.js';
 
 /** The decision threshold the pipeline's policy uses. */
@@ -69,24 +70,6 @@ function makeSeries(): Series[] {
   return out;
 }
 
-function rocAuc(scores: readonly number[], labels: readonly number[]): number {
-  const idx = scores.map((_, i) => i).sort((a, b) => (scores[a] as number) - (scores[b] as number));
-  let pos = 0;
-  let rankSum = 0;
-  for (let i = 0; i < idx.length; ) {
-    let j = i;
-    while (j + 1 < idx.length && scores[idx[j + 1] as number] === scores[idx[i] as number]) j++;
-    for (let k = i; k <= j; k++) {
-      if (labels[idx[k] as number]) {
-        pos++;
-        rankSum += (i + j + 2) / 2;
-      }
-    }
-    i = j + 1;
-  }
-  const neg = labels.length - pos;
-  return pos === 0 || neg === 0 ? Number.NaN : (rankSum - (pos * (pos + 1)) / 2) / (pos * neg);
-}
 
 interface Tally {
   raw: number;

@@ -28,18 +28,17 @@ const GHOST_PROBES = 4;
 
 /**
  * Bloom filter (Bloom 1970) of keys evicted from probation, with double hashing (Kirsch &
- * Mitzenmacher 2006). Written here: a few lines over a Uint32Array, where the npm filters
- * rehash with their own slower hashes and allocate per call.
+ * Mitzenmacher 2006) over the MurmurHash3 of consumers/sketches.ts. Written here rather than
+ * taken from `bloom-filters`, whose structures hash with its own pure-JS xxhash64 (the cost
+ * that made us reject its HyperLogLog, see consumers/sketches.ts), on a path that runs for
+ * every new key of a flood. Two seeded MurmurHash3 calls and no allocation per key here.
  */
 class GhostFilter {
   private readonly bits = new Uint32Array(GHOST_BITS >>> 5);
 
-  private static probes(key: string): [number, number] {
-    return [hashString(key, 0x9747b28c), hashString(key, 0x85ebca6b) | 1];
-  }
-
   add(key: string): void {
-    const [h1, h2] = GhostFilter.probes(key);
+    const h1 = hashString(key, 0x9747b28c);
+    const h2 = hashString(key, 0x85ebca6b) | 1;
     for (let i = 0; i < GHOST_PROBES; i++) {
       const b = (h1 + Math.imul(i, h2)) & (GHOST_BITS - 1);
       this.bits[b >>> 5]! |= 1 << (b & 31);
@@ -47,7 +46,8 @@ class GhostFilter {
   }
 
   has(key: string): boolean {
-    const [h1, h2] = GhostFilter.probes(key);
+    const h1 = hashString(key, 0x9747b28c);
+    const h2 = hashString(key, 0x85ebca6b) | 1;
     for (let i = 0; i < GHOST_PROBES; i++) {
       const b = (h1 + Math.imul(i, h2)) & (GHOST_BITS - 1);
       if ((this.bits[b >>> 5]! & (1 << (b & 31))) === 0) return false;

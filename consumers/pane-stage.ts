@@ -156,17 +156,21 @@ export class PaneTask implements StageTask {
   }
 
   /** Live idleness: a partition silent (and caught up) for idle_partition_ms hands over its open panes and stops holding the watermark back. */
-  async tick(nowMs: number, out: StageOutput, highWatermark: number): Promise<void> {
-    if (this.lastActivity === null || this.lagging || this.through + 1 < highWatermark) {
+  async tick(nowMs: number, out: StageOutput, highWatermark: () => Promise<number>): Promise<void> {
+    if (this.lastActivity === null || this.lagging) {
       this.lastActivity = nowMs;
       return;
     }
-    if (!this.idle && nowMs - this.lastActivity >= this.ctx.config.windows.idle_partition_ms) {
-      logger.info({ partition: this.partition, through: this.through, highWatermark }, 'input partition idle: handing over its open panes');
-      this.idle = true;
-      this.handOver(out, true);
+    if (this.idle || nowMs - this.lastActivity < this.ctx.config.windows.idle_partition_ms) return;
+    // Records it has not read yet (rebalancing, fetching) make it slow, never idle.
+    const high = await highWatermark();
+    if (this.through + 1 < high) {
+      this.lastActivity = nowMs;
+      return;
     }
-    return Promise.resolve();
+    logger.info({ partition: this.partition, through: this.through, highWatermark: high }, 'input partition idle: handing over its open panes');
+    this.idle = true;
+    this.handOver(out, true);
   }
 
   private handOver(out: StageOutput, all: boolean): void {

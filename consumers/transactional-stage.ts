@@ -20,8 +20,8 @@ export interface CommittedPoint {
 export interface StageTask {
   /** Handles the messages of a batch (in offset order); `lagging` says more are waiting. */
   handle(messages: KafkaMessage[], out: StageOutput, nowMs: number, lagging: boolean): Promise<void>;
-  /** Wall-clock tick (live idleness), with the partition's high watermark now; optional. */
-  tick?(nowMs: number, out: StageOutput, highWatermark: number): Promise<void>;
+  /** Wall-clock tick (live idleness); `highWatermark` asks the broker for the partition's, once per tick at most. Optional. */
+  tick?(nowMs: number, out: StageOutput, highWatermark: () => Promise<number>): Promise<void>;
   /** The offset to commit (the oldest message the state still needs) and its metadata. */
   commitPoint(): CommittedPoint;
 }
@@ -266,15 +266,17 @@ export class TransactionalStage {
 
   private async tick(): Promise<void> {
     if (this.stopping || this.tasks.size === 0) return;
-    // High watermarks from the broker: a partition with records it has not read yet is slow
-    // (rebalancing, fetching), never idle, however long since its last batch.
-    const highs = new Map<number, number>();
-    for (const o of await this.topicOffsets()) highs.set(o.partition, Number(o.high));
+    // High watermarks from the broker, fetched only if a task asks (a partition about to be called idle).
+    let highs: Promise<Map<number, number>> | null = null;
+    const highOf = (partition: number) => async (): Promise<number> => {
+      highs ??= this.topicOffsets().then((offsets) => new Map(offsets.map((o) => [o.partition, Number(o.high)])));
+      return (await highs).get(partition) ?? 0;
+    };
     for (const [partition, task] of this.tasks) {
       if (!task.tick) continue;
       const out = new Outbox();
       try {
-        await task.tick(this.clock(), out, highs.get(partition) ?? 0);
+        await task.tick(this.clock(), out, highOf(partition));
         if (out.size > 0) await this.commit(partition, task, out);
       } catch (err) {
         await this.recover(partition, err);
@@ -329,6 +331,12 @@ export class TransactionalStage {
     return this.admin;
   }
 
+  private async closeAdmin(): Promise<void> {
+    const admin = this.admin;
+    this.admin = null;
+    if (admin) await (await admin.catch(() => null))?.disconnect().catch(() => undefined);
+  }
+
   /** Low and high watermarks of the stage's input topic, per partition. */
   private async topicOffsets(): Promise<{ partition: number; low: string; high: string }[]> {
     return (await this.adminClient()).fetchTopicOffsets(this.settings.topic);
@@ -341,8 +349,7 @@ export class TransactionalStage {
     this.timer = null;
     const consumer = this.consumer;
     if (!consumer) {
-      await (await this.admin?.catch(() => null))?.disconnect().catch(() => undefined);
-      this.admin = null;
+      await this.closeAdmin();
       return;
     }
     await this.serial(async () => undefined);
@@ -350,9 +357,7 @@ export class TransactionalStage {
     await consumer.disconnect();
     for (const p of this.producers.values()) await p.disconnect().catch(() => undefined);
     this.producers.clear();
-    const admin = this.admin;
-    this.admin = null;
-    if (admin) await (await admin.catch(() => null))?.disconnect().catch(() => undefined);
+    await this.closeAdmin();
     this.consumer = null;
   }
 }

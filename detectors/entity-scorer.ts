@@ -272,11 +272,11 @@ export class EntityScorer {
     const map = this.state[type];
     const n = map.size - Math.floor(this.config.max_entities_per_type * 0.9);
     // Ties of mass go to the earlier admitted (the map's own order before checkpoints existed).
-    const mass = new Map<EntityState, number>();
-    for (const [k, st] of map) if (k !== keep) mass.set(st, this.massNow(st));
-    const candidates = [...map].filter(([k]) => k !== keep).sort((a, b) => (mass.get(a[1]) as number) - (mass.get(b[1]) as number) || a[1].seq - b[1].seq);
+    const candidates: { entity: string; mass: number; seq: number }[] = [];
+    for (const [entity, st] of map) if (entity !== keep) candidates.push({ entity, mass: this.massNow(st), seq: st.seq });
+    candidates.sort((a, b) => a.mass - b.mass || a.seq - b.seq);
     for (let i = 0; i < n && i < candidates.length; i++) {
-      const entity = (candidates[i] as [string, EntityState])[0];
+      const entity = (candidates[i] as { entity: string }).entity;
       map.delete(entity);
       this.dirty?.[type].add(entity);
     }

@@ -1,20 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { Random } from '../random.js';
 import { IsolationForest, averagePathLength } from './isolation-forest.js';
+import { rocAuc as auc } from './roc-auc.js';
 
-/** Rank AUC (Mann–Whitney U): the chance that a random anomaly scores above a random normal row. */
-function auc(scores: ArrayLike<number>, labels: readonly number[]): number {
-  const idx = Array.from(labels, (_, i) => i).sort((a, b) => (scores[a] as number) - (scores[b] as number));
-  let pos = 0;
-  let rankSum = 0;
-  for (let r = 0; r < idx.length; r++) {
-    if (labels[idx[r] as number]) {
-      pos++;
-      rankSum += r + 1;
-    }
-  }
-  return (rankSum - (pos * (pos + 1)) / 2) / (pos * (labels.length - pos));
-}
 
 /** Gaussian rows with 1% uniform outliers spread over a wider box, and their labels. */
 function labelled(n: number, features: number, seed: number): { rows: number[][]; labels: number[] } {

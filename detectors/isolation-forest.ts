@@ -18,8 +18,9 @@ import { Random } from '../random.js';
  * `i = 2i + 1 + (x[f] >= t)`. The score is 2^(−E[h(x)] / c(ψ)) in (0, 1], higher meaning more
  * anomalous, as in the paper (scikit-learn's `score_samples` is its negation).
  *
- * Missing features: a value that is NaN or absent (a row shorter than the model's) goes left
- * at every split on it, as if it were the smallest value. Extra features are ignored.
+ * Missing features: a value that is not finite or absent (a row shorter than the model's) goes
+ * left at every split on it, as if it were the smallest value, in fitting and in scoring alike.
+ * Extra features are ignored.
  */
 export class IsolationForest {
   /** Trees in the forest. Default 100. */
@@ -77,14 +78,7 @@ export class IsolationForest {
     const pool = new Int32Array(rows.length);
     // One flat copy, missing values as NaN: drawing ψ rows per tree from an array of arrays
     // (scattered on the heap, of any ArrayLike kind) cost more than growing the trees.
-    const data = new Float64Array(rows.length * f);
-    for (let r = 0; r < rows.length; r++) {
-      const row = rows[r] as ArrayLike<number>;
-      for (let k = 0; k < f; k++) {
-        const v = row[k] as number;
-        data[r * f + k] = Number.isFinite(v) ? v : Number.NaN;
-      }
-    }
+    const data = flatten(rows, f);
     const order = new Int32Array(f);
     // At most one pending sibling per level, plus the node being split: 4 numbers each.
     const stack = new Int32Array(4 * (height + 2));
@@ -190,17 +184,8 @@ export class IsolationForest {
   score(rows: readonly ArrayLike<number>[]): Float64Array {
     const m = this.model;
     if (!m) throw new Error('IsolationForest.score: fit the forest (or restore a saved one) first');
-    const f = m.features;
-    // Row-major copy with missing values as NaN, so the walk reads one flat array.
-    const n = rows.length;
-    const x = new Float64Array(n * f);
-    for (let r = 0; r < n; r++) {
-      const row = rows[r] as ArrayLike<number>;
-      const len = Math.min(row.length, f);
-      for (let k = 0; k < len; k++) x[r * f + k] = row[k] as number;
-      for (let k = len; k < f; k++) x[r * f + k] = Number.NaN;
-    }
-    return this.scoreFlat(x, n);
+    // One flat copy, so the walk reads one array.
+    return this.scoreFlat(flatten(rows, m.features), rows.length);
   }
 
   /** {@link score} of `n` rows laid out row-major in `x` (n × features), without copying. */
@@ -366,6 +351,23 @@ interface Model {
   leafDepth: Float64Array;
   /** c(ψ). */
   norm: number;
+}
+
+/**
+ * Rows copied row-major into one array of `f` values each: non-finite values and the values a
+ * short row lacks become NaN (missing, which goes left at every split), extra values are dropped.
+ * Fitting and scoring read rows through this one copy, so they agree on what is missing.
+ */
+function flatten(rows: readonly ArrayLike<number>[], f: number): Float64Array {
+  const out = new Float64Array(rows.length * f);
+  for (let r = 0; r < rows.length; r++) {
+    const row = rows[r] as ArrayLike<number>;
+    for (let k = 0; k < f; k++) {
+      const v = k < row.length ? (row[k] as number) : Number.NaN;
+      out[r * f + k] = Number.isFinite(v) ? v : Number.NaN;
+    }
+  }
+  return out;
 }
 
 /** Fills the subtree under `node` (at `depth`) with pass-through nodes whose leaves all hold `pathLength`. */

@@ -100,11 +100,11 @@ export class PopulationScorer {
     for (const [type, list] of byType) {
       const m = this.models.get(type);
       if (!m?.forest) continue;
-      const vectors = list.map((r) => this.normalise(m, features(r)));
-      const raw = m.forest.score(vectors);
+      const values = list.map((r) => features(r));
+      const raw = m.forest.score(values.map((v) => this.normalise(m, v)));
       list.forEach((r, i) => {
         const rs = raw[i] as number;
-        out.set(r, { score: calibrate(m.calibration, rs), raw: rs, reasons: this.reasons(m, r) });
+        out.set(r, { score: calibrate(m.calibration, rs), raw: rs, reasons: this.reasons(m, values[i] as number[]) });
       });
     }
     return out;
@@ -171,9 +171,9 @@ export class PopulationScorer {
     return v.map((x, k) => (x - (m.medians[k] as number)) / (m.scales[k] as number));
   }
 
-  private reasons(m: TypeModel, r: WindowAggregateRow): PopulationScore['reasons'] {
+  private reasons(m: TypeModel, v: readonly number[]): PopulationScore['reasons'] {
     return POPULATION_FEATURES.map((f, k) => {
-      const value = f.of(r);
+      const value = v[k] as number;
       return { feature: f.name, value, typical: m.medians[k] as number, z: (value - (m.medians[k] as number)) / (m.scales[k] as number) };
     })
       .filter((x) => Math.abs(x.z) >= 3)

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createUnivariateDetector, restoreUnivariateDetector, univariateDetectorNames } from '../detectors/index.js';
 import { IsolationForest } from '../detectors/isolation-forest.js';
+import { rocAuc as auc } from '../detectors/roc-auc.js';
 import { Random } from '../random.js';
 
 /**
@@ -10,24 +11,6 @@ import { Random } from '../random.js';
  * univariateDetectorNames() is checked without touching this file.
  */
 
-/** Rank ROC AUC (Mann–Whitney U), ties counted half. */
-function auc(scores: readonly number[], labels: readonly number[]): number {
-  let pos = 0;
-  let neg = 0;
-  let wins = 0;
-  for (let i = 0; i < scores.length; i++) {
-    if (!labels[i]) continue;
-    pos++;
-    for (let j = 0; j < scores.length; j++) {
-      if (labels[j]) continue;
-      if (pos === 1) neg++;
-      const a = scores[i] as number;
-      const b = scores[j] as number;
-      wins += a > b ? 1 : a === b ? 0.5 : 0;
-    }
-  }
-  return wins / (pos * neg);
-}
 
 /**
  * A request-count-like series (10 s windows): a slow wave, Poisson-like noise, labelled

@@ -7,7 +7,7 @@ import { logger } from '../logger.js';
 import { Progress } from './progress.js';
 import { startService } from './service.js';
 import { parseDuration, simulateToKafka, type BurstCount } from './simulate.js';
-import { DEFAULT_SCENARIOS } from './traffic.js';
+import { DEFAULT_SCENARIOS, burstContains } from './traffic.js';
 
 /** Options of {@link runDemo}. */
 export interface DemoOptions {
@@ -25,13 +25,6 @@ interface FlaggedEntity {
   max_score: number;
   first_flagged: string;
   reasons: string[];
-}
-
-/** Whether an entity's traffic contains a burst sent by `match`: the pair itself, its whole ASN or its whole fingerprint. */
-function contains(entityType: string, entity: string, match: { asn?: number; ja4?: string }): boolean {
-  if (entityType === 'asn') return match.asn !== undefined && Number(entity) === match.asn;
-  if (entityType === 'ja4') return match.ja4 !== undefined && entity === match.ja4;
-  return match.asn !== undefined && match.ja4 !== undefined && entity === `${match.asn}|${match.ja4}`;
 }
 
 /**
@@ -127,7 +120,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
 
   say('\n3. Injected bursts and what was caught (latency in event time, from burst start to the end of the first flagged window):');
   for (const b of sim.bursts as BurstCount[]) {
-    const hit = flagged.filter((f) => contains(f.entity_type, f.entity, b.match));
+    const hit = flagged.filter((f) => burstContains(f.entity_type, f.entity, b.match));
     const first = hit.map((f) => Date.parse(`${f.first_flagged.replace(' ', 'T')}Z`)).sort((a, c) => a - c)[0];
     const status = hit.length > 0 && first !== undefined ? `DETECTED after ${Math.round((first - b.startMs) / 1000)} s` : 'missed';
     say(`   - ${b.name} (${b.kind}, ${b.requests ?? 'n/a'} requests, asn ${b.match.asn ?? '*'} / ja4 ${b.match.ja4 ?? '*'}): ${status}`);
@@ -138,7 +131,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     say(`   - ${f.entity_type} ${f.entity}: score ${Number(f.max_score).toFixed(3)}, ${f.windows} windows, first at ${f.first_flagged} UTC`);
     for (const r of f.reasons.slice(0, 3)) say(`       · ${r}`);
   }
-  const labelled = (f: FlaggedEntity): boolean => (sim.bursts as BurstCount[]).some((b) => b.kind === 'attack' && contains(f.entity_type, f.entity, b.match));
+  const labelled = (f: FlaggedEntity): boolean => (sim.bursts as BurstCount[]).some((b) => b.kind === 'attack' && burstContains(f.entity_type, f.entity, b.match));
   const falseFlags = flagged.filter((f) => !labelled(f));
   say(`   false flags (anomalous entities whose traffic holds no injected attack): ${falseFlags.length === 0 ? 'none' : falseFlags.map((f) => `${f.entity_type} ${f.entity}`).join(', ')}`);
 

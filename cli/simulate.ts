@@ -19,6 +19,7 @@ import {
   generateTraffic,
   scenarioLabels,
   type LabelledBurst,
+  type ScenarioKind,
   type ScenarioName,
   type TrafficOptions,
 } from './traffic.js';
@@ -74,7 +75,7 @@ export interface KafkaSimulationOptions extends SimulationOptions {
   batchSize?: number;
 }
 
-/** A burst of the run with the number of requests it produced (null for benign surges, which are labelled null). */
+/** A burst of the run with the number of requests it produced (null for benign surges and drift, which are labelled null). */
 export type BurstCount = LabelledBurst & { requests: number | null };
 
 /** What a simulation wrote. */
@@ -273,7 +274,7 @@ export interface LabelsDocument {
   attack_events: Record<string, number>;
   bursts: {
     name: ScenarioName;
-    kind: 'attack' | 'benign_surge';
+    kind: ScenarioKind;
     start_ms: number;
     end_ms: number;
     match: { asn?: number; ja4?: string };

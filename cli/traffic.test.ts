@@ -9,6 +9,7 @@ import {
   SCENARIOS,
   WARM_UP_MS,
   benignPairRate,
+  burstContains,
   generateTraffic,
   scenarioLabels,
   type LabelledEvent,
@@ -124,6 +125,88 @@ describe('generateTraffic', () => {
     expect(ratio).toBeLessThan(5);
   });
 
+  it('makes the push notification a surge of one mobile network, with its usual human profile', () => {
+    const o = opts({ scenarios: ['push_notification'], seed: 11 });
+    const [p] = scenarioLabels(o);
+    expect(p!.kind).toBe('benign_surge');
+    expect(p!.match).toEqual({ asn: SCENARIOS.push_notification.asn });
+    expect(p!.endMs - p!.startMs).toBe(90_000);
+    const events = take(o);
+    expect(events.every((e) => e.label === null)).toBe(true);
+    const asn = p!.match.asn!;
+    const inside = (e: LabelledEvent): boolean => e.log.timestamp >= p!.startMs + 10_000 && e.log.timestamp < p!.endMs - 10_000;
+    const before = (e: LabelledEvent): boolean => e.log.timestamp >= p!.startMs - 2 * MIN && e.log.timestamp < p!.startMs;
+    const rate = (f: (e: LabelledEvent) => boolean, ms: number): number => events.filter(f).length / ms;
+    const mine = (e: LabelledEvent): boolean => e.log.asn === asn;
+    // The network rises about fivefold on its plateau (its few non-human clients do not); the others do not move.
+    const ratio = rate((e) => mine(e) && inside(e), 70_000) / rate((e) => mine(e) && before(e), 2 * MIN);
+    expect(ratio).toBeGreaterThan(3.8);
+    expect(ratio).toBeLessThan(6);
+    const others = rate((e) => !mine(e) && inside(e), 70_000) / rate((e) => !mine(e) && before(e), 2 * MIN);
+    expect(others).toBeGreaterThan(0.85);
+    expect(others).toBeLessThan(1.15);
+    // One big network: about 5% of all benign requests before the surge.
+    const share = events.filter((e) => mine(e) && before(e)).length / events.filter(before).length;
+    expect(share).toBeGreaterThan(0.03);
+    // A human profile: the fingerprints it had before, mostly 200/304, POSTs only to login and the API.
+    const surge = events.filter((e) => mine(e) && inside(e)).map((e) => e.log);
+    const known = new Set(events.filter((e) => mine(e) && e.log.timestamp < p!.startMs).map((e) => e.log.ja4));
+    expect(surge.every((l) => known.has(l.ja4))).toBe(true);
+    expect(surge.filter((l) => l.status === 200 || l.status === 304).length / surge.length).toBeGreaterThan(0.85);
+    expect(surge.filter((l) => l.method === 'POST').every((l) => l.path === '/login' || l.path.startsWith('/api/'))).toBe(true);
+    expect(new Set(surge.map((l) => l.client_ip)).size).toBeGreaterThan(500);
+  });
+
+  it('makes the new client a steady new entity that starts after the warm-up and lasts to the end', () => {
+    const o = opts({ durationMs: 12 * MIN, scenarios: ['new_client'], seed: 12 });
+    const [c] = scenarioLabels(o);
+    expect(c!.kind).toBe('benign_drift');
+    expect(c!.startMs).toBeGreaterThanOrEqual(START + WARM_UP_MS);
+    expect(c!.endMs).toBe(START + 12 * MIN);
+    expect(c!.match).toEqual({ asn: SCENARIOS.new_client.asn, ja4: SCENARIOS.new_client.ja4 });
+    const events = take(o);
+    expect(events.every((e) => e.label === null)).toBe(true);
+    const mine = events.filter((e) => e.log.ja4 === c!.match.ja4).map((e) => e.log);
+    // A fingerprint of its own: from its ASN only, and never before it starts.
+    expect(mine.every((l) => l.asn === c!.match.asn && l.timestamp >= c!.startMs)).toBe(true);
+    const rps = mine.length / ((c!.endMs - c!.startMs) / 1000);
+    expect(rps / 300).toBeGreaterThan(0.025);
+    expect(rps / 300).toBeLessThan(0.035);
+    // Steady: each minute within a quarter of the mean.
+    for (let m = c!.startMs; m + MIN <= c!.endMs; m += MIN) {
+      const n = mine.filter((l) => l.timestamp >= m && l.timestamp < m + MIN).length;
+      expect(Math.abs(n / 60 - rps) / rps).toBeLessThan(0.25);
+    }
+    expect(new Set(mine.map((l) => l.client_ip)).size).toBe(8);
+    expect(mine.every((l) => l.status >= 200 && l.status < 300 && l.host === 'api.shop.example' && l.path.startsWith('/api/'))).toBe(true);
+    const posts = mine.filter((l) => l.method === 'POST').length / mine.length;
+    expect(posts).toBeGreaterThan(0.08);
+    expect(posts).toBeLessThan(0.25);
+    expect(mine.every((l) => l.method === 'GET' || l.method === 'POST')).toBe(true);
+  });
+
+  it('adds the new scenarios without changing what the others generate (other than request ids)', () => {
+    const o = opts({ durationMs: 2 * MIN, scenarios: [...DEFAULT_SCENARIOS, 'flash_crowd'], seed: 5 });
+    const strip = (e: LabelledEvent): string => JSON.stringify({ ...e.log, request_id: '' }) + e.label;
+    const without = take(o).map(strip);
+    const withNew = new Set(take({ ...o, scenarios: [...SCENARIO_NAMES] }).map(strip));
+    expect(without.filter((x) => !withNew.has(x))).toEqual([]);
+  });
+
+  it('tells which entities contain a burst: the pair, its whole ASN, its whole fingerprint', () => {
+    const m = { asn: 14061, ja4: 't13d3112h2_e8f1e7e78f70_6bebaf5329ec' };
+    expect(burstContains('asn_ja4', '14061|t13d3112h2_e8f1e7e78f70_6bebaf5329ec', m)).toBe(true);
+    expect(burstContains('asn', '14061', m)).toBe(true);
+    expect(burstContains('ja4', m.ja4, m)).toBe(true);
+    expect(burstContains('asn', '1406', m)).toBe(false);
+    expect(burstContains('asn_ja4', '14061|null', m)).toBe(false);
+    expect(burstContains('ja4', 't13d1516h2_8daaf6152771_02713d6af862', m)).toBe(false);
+    // A surge of one network is contained in that network only; a surge of everyone in no entity.
+    expect(burstContains('asn', '21928', { asn: 21928 })).toBe(true);
+    expect(burstContains('asn_ja4', `21928|${m.ja4}`, { asn: 21928 })).toBe(false);
+    expect(burstContains('asn', '21928', {})).toBe(false);
+  });
+
   it('places attacks after two thirds of a short run', () => {
     const o = opts({ durationMs: 2 * MIN });
     const bursts = scenarioLabels(o);
@@ -141,6 +224,11 @@ describe('generateTraffic', () => {
     const bursts = scenarioLabels(o);
     for (const b of bursts) {
       expect(b.startMs).toBeGreaterThanOrEqual(START + WARM_UP_MS);
+      if (b.kind === 'benign_drift') {
+        // Drift does not end: it lasts to the end of the run.
+        expect(b.endMs).toBe(START + 30 * MIN);
+        continue;
+      }
       expect(b.endMs).toBeLessThanOrEqual(START + 29 * MIN);
       expect(b.endMs - b.startMs).toBe(SCENARIOS[b.name].durationMs);
     }

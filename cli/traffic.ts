@@ -18,7 +18,14 @@ import { Random } from '../random.js';
 // Public types
 
 /** Stable scenario names (they label events and name bursts in label files). */
-export type ScenarioName = 'credential_stuffing' | 'scraper' | 'l7_flood' | 'flash_crowd';
+export type ScenarioName = 'credential_stuffing' | 'scraper' | 'l7_flood' | 'flash_crowd' | 'push_notification' | 'new_client';
+
+/**
+ * What a scenario is: an attack (labelled with its name), a benign surge that ends (labelled
+ * null), or benign drift, new traffic that starts and then stays until the end of the run
+ * (labelled null; a detector should flag it at first, then adapt).
+ */
+export type ScenarioKind = 'attack' | 'benign_surge' | 'benign_drift';
 
 /** Options of {@link generateTraffic}. */
 export interface TrafficOptions {
@@ -45,30 +52,33 @@ export interface LabelledEvent {
 /** Ground truth of one scenario in one run. */
 export interface LabelledBurst {
   name: ScenarioName;
-  kind: 'attack' | 'benign_surge';
+  kind: ScenarioKind;
   /** Event time of the first possible request of the burst, epoch ms (inclusive). */
   startMs: number;
-  /** Event time at which the burst stops, epoch ms (exclusive). */
+  /** Event time at which the burst stops, epoch ms (exclusive); the end of the run for drift. */
   endMs: number;
-  /** The entity that sends the burst; empty for a surge spread over all entities. */
+  /** The entity that sends the burst (attacker, or the one network of a single-network surge); empty for a surge spread over all entities. */
   match: { asn?: number; ja4?: string };
   description: string;
 }
 
 /** What a scenario is, independent of any run. */
 export interface ScenarioSpec {
-  kind: 'attack' | 'benign_surge';
-  /** The attacking ASN; absent for surges. */
+  kind: ScenarioKind;
+  /** The sending ASN (attacker, push notification, new client); absent for surges spread over all networks. */
   asn?: number;
-  /** The attacking JA4 fingerprint; absent for surges. */
+  /** The sending JA4 fingerprint (attacker, new client); absent for surges of many clients. */
   ja4?: string;
-  /** Requests per second during the burst, as a multiple of `baseRps` (flash crowd: extra traffic at the peak). */
+  /**
+   * Requests per second during the burst, as a multiple of `baseRps` (flash crowd: extra traffic
+   * at the peak; push notification: the multiple of the network's own human traffic at the peak).
+   */
   rateFactor: number;
-  /** Length of the burst when the run is long enough, ms. */
+  /** Length of the burst when the run is long enough, ms (drift: Infinity, it lasts to the end of the run). */
   durationMs: number;
-  /** Where the burst sits in the attack region: 0 at its start, 1 at its end. */
+  /** Where the burst sits in the attack region: 0 at its start, 1 at its end (drift: where it starts). */
   offset: number;
-  /** Distinct client IPs the attack rotates through (0 for surges). */
+  /** Distinct client IPs the attack or new client rotates through (0 for surges of existing clients). */
   clientIps: number;
   description: string;
 }
@@ -271,6 +281,13 @@ export const FINGERPRINTS: Readonly<Record<string, string>> = Object.fromEntries
 // ---------------------------------------------------------------------------------------
 // Scenarios
 
+/** ASN of the push-notification surge: T-Mobile US, the busiest mobile network of the simulated world (~5% of benign requests). */
+const PUSH_ASN = 21928;
+/** ASN of the new partner integration: Microsoft (Azure). */
+const NEW_CLIENT_ASN = 8075;
+/** JA4 of the new partner integration: a Go client with its own cipher list, seen nowhere else in the world. */
+const NEW_CLIENT_JA4 = 't13d1311h2_f57a46bbacb6_a28c3d5f64b1';
+
 /** Every scenario, what it does and who sends it. Times are placed by {@link scenarioLabels}. */
 export const SCENARIOS: Readonly<Record<ScenarioName, ScenarioSpec>> = {
   credential_stuffing: {
@@ -319,12 +336,36 @@ export const SCENARIOS: Readonly<Record<ScenarioName, ScenarioSpec>> = {
       'Flash crowd (benign): a product launch multiplies human browser traffic by up to 4x for 2 min (20 s ramps), ' +
       'spread over every eyeball ASN and browser JA4 in proportion; requests are labelled null.',
   },
+  push_notification: {
+    kind: 'benign_surge',
+    asn: PUSH_ASN,
+    rateFactor: 5,
+    durationMs: 90_000,
+    offset: 0.75,
+    clientIps: 0,
+    description:
+      'Push notification (benign): the shop app notifies its users, and the human traffic of one mobile network (ASN 21928, ' +
+      'T-Mobile US) rises to ~5x for 1.5 min (10 s ramps), with its usual browser and app fingerprints, paths and statuses; labelled null.',
+  },
+  new_client: {
+    kind: 'benign_drift',
+    asn: NEW_CLIENT_ASN,
+    ja4: NEW_CLIENT_JA4,
+    rateFactor: 0.03,
+    durationMs: Infinity,
+    offset: 0,
+    clientIps: 8,
+    description:
+      'New partner integration (benign drift): a Go service on 8 IPs of cloud ASN 8075 (Microsoft) with a TLS fingerprint not seen ' +
+      'before starts polling the partner API at 3% of baseRps (GET inventory and catalogue pages, POST orders, all 2xx) and keeps ' +
+      'going, steady, to the end of the run; labelled null.',
+  },
 };
 
 /** The scenarios injected when none are named: the three attacks. */
 export const DEFAULT_SCENARIOS: readonly ScenarioName[] = ['credential_stuffing', 'scraper', 'l7_flood'];
 /** Every scenario name. */
-export const SCENARIO_NAMES: readonly ScenarioName[] = ['credential_stuffing', 'scraper', 'l7_flood', 'flash_crowd'];
+export const SCENARIO_NAMES: readonly ScenarioName[] = ['credential_stuffing', 'scraper', 'l7_flood', 'flash_crowd', 'push_notification', 'new_client'];
 
 /** History the detector needs before it can flag, ms; attacks start no earlier than this after the start. */
 export const WARM_UP_MS = 6 * 60_000;
@@ -336,7 +377,8 @@ export const MIN_WARM_DURATION_MS = 9 * 60_000;
  * [start + 6 min, end − 1 min], so the detector has history before and closed windows after.
  * Shorter runs (tests, smoke runs) use [start + 2/3·duration, start + 11/12·duration]; the
  * detector is not warmed up there. A burst is shortened to fit its region, and `offset`
- * spreads bursts across it (they may overlap: they never share an entity).
+ * spreads bursts across it (they may overlap: they never share an entity). Drift starts at
+ * `offset` of the region and lasts to the end of the run.
  */
 export function scenarioLabels(opts: TrafficOptions): LabelledBurst[] {
   const d = opts.durationMs;
@@ -345,18 +387,30 @@ export function scenarioLabels(opts: TrafficOptions): LabelledBurst[] {
   const out: LabelledBurst[] = [];
   for (const name of opts.scenarios) {
     const spec = SCENARIOS[name];
-    const len = Math.min(spec.durationMs, regionLen);
+    const drift = spec.kind === 'benign_drift';
+    const len = drift ? 0 : Math.min(spec.durationMs, regionLen);
     let rel = regionStart + spec.offset * (regionLen - len);
     // Whole seconds keep labels readable; short runs keep millisecond precision.
-    if (len >= 10_000) rel = Math.ceil(rel / 1000) * 1000;
+    if (drift ? regionLen >= 10_000 : len >= 10_000) rel = Math.ceil(rel / 1000) * 1000;
     const startMs = Math.round(opts.startMs + rel);
-    const endMs = Math.min(startMs + Math.round(len), opts.startMs + d);
+    const endMs = drift ? opts.startMs + d : Math.min(startMs + Math.round(len), opts.startMs + d);
     const match: LabelledBurst['match'] = {};
     if (spec.asn !== undefined) match.asn = spec.asn;
     if (spec.ja4 !== undefined) match.ja4 = spec.ja4;
     out.push({ name, kind: spec.kind, startMs, endMs, match, description: spec.description });
   }
   return out;
+}
+
+/**
+ * Whether the traffic of a verdict's entity contains a burst sent by `match`: the asn×ja4 pair
+ * itself (entity `<asn>|<ja4>`), its whole ASN, or its whole fingerprint. A match that names
+ * only an ASN is contained in that ASN alone; an empty match (a surge spread over everyone) in none.
+ */
+export function burstContains(entityType: string, entity: string, match: { asn?: number; ja4?: string }): boolean {
+  if (entityType === 'asn') return match.asn !== undefined && Number(entity) === match.asn;
+  if (entityType === 'ja4') return match.ja4 !== undefined && entity === match.ja4;
+  return match.asn !== undefined && match.ja4 !== undefined && entity === `${match.asn}|${match.ja4}`;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -856,6 +910,15 @@ function buildWorld(): World {
   };
 }
 
+/**
+ * Addresses of the new partner integration: fresh ones inside its network's prefixes, from a
+ * random stream of their own so that the world's other draws stay as they are.
+ */
+function newClientPool(net: Network, n: number): string[] {
+  const r = new Random(WORLD_SEED, 1);
+  return Array.from({ length: n }, () => makeV4(r, net.v4[r.int(net.v4.length)]!));
+}
+
 let worldCache: World | undefined;
 function world(): World {
   worldCache ??= buildWorld();
@@ -1125,6 +1188,90 @@ export function* generateTraffic(opts: TrafficOptions): Generator<LabelledEvent>
           const net = w.networks[a]!;
           const fam = net.browserFamilyIds[net.browserFamilies!.sample(r)]!;
           return benignRecord(r, t, a, fam, Profile.Launch);
+        },
+      });
+      continue;
+    }
+    if (b.name === 'push_notification') {
+      if (base <= 0 || len <= 0) continue;
+      const a = w.networks.findIndex((n) => n.asn === spec.asn);
+      const net = w.networks[a]!;
+      // The extra rate that takes the network's human traffic to rateFactor times its usual level.
+      const human = net.browserFamilyIds.reduce((acc, f) => acc + net.familyWeights[net.familyIds.indexOf(f)]!, 0);
+      const humanShare = human / net.familyWeights.reduce((x, y) => x + y, 0);
+      const peak = base * net.share * humanShare * (spec.rateFactor - 1);
+      const ramp = Math.min(10_000, len / 4);
+      sources.push({
+        next: b.startMs + (r.exp() / peak) * 1000,
+        label: null,
+        rng: r,
+        emit(t) {
+          this.next = t + (r.exp() / peak) * 1000;
+          if (t >= b.endMs) {
+            this.next = Infinity;
+            return null;
+          }
+          const f = Math.min(1, (t - b.startMs) / ramp, (b.endMs - t) / ramp);
+          if (r.next() >= f) return null;
+          const fam = net.browserFamilyIds[net.browserFamilies!.sample(r)]!;
+          return benignRecord(r, t, a, fam, FAMILIES[fam]!.profile);
+        },
+      });
+      continue;
+    }
+    if (b.name === 'new_client') {
+      const rate = base * spec.rateFactor;
+      if (rate <= 0 || len <= 0) continue;
+      const net = w.byAsn.get(spec.asn!)!;
+      const pool = newClientPool(net, spec.clientIps);
+      const ja4 = spec.ja4!;
+      let page = r.int(40);
+      sources.push({
+        next: b.startMs + (r.exp() / rate) * 1000,
+        label: null,
+        rng: r,
+        emit(t) {
+          this.next = t + (r.exp() / rate) * 1000;
+          if (t >= b.endMs) {
+            this.next = Infinity;
+            return null;
+          }
+          const ipIdx = r.int(pool.length);
+          const proto = r.next() < 0.85 ? 1 : 0;
+          const x = r.next();
+          let method = 'GET';
+          let path: string;
+          let status = 200;
+          let bytes: number;
+          if (x < 0.6) {
+            path = `/api/partner/v1/inventory/${w.productIds[r.int(500)]!}`;
+            bytes = r.logNormal(380, 0.2);
+          } else if (x < 0.85) {
+            // Catalogue pages in a loop, as a sync job walks them.
+            path = `/api/partner/v1/products?page=${1 + (page++ % 40)}`;
+            bytes = r.logNormal(24_000, 0.15);
+          } else {
+            method = 'POST';
+            path = '/api/partner/v1/orders';
+            status = r.next() < 0.97 ? 201 : 200;
+            bytes = r.logNormal(520, 0.1);
+          }
+          return {
+            timestamp: Math.floor(t),
+            request_id: idPrefix + (counter++).toString(36),
+            client_ip: pool[ipIdx]!,
+            asn: net.asn,
+            country: net.country,
+            ja4,
+            user_agent: proto === 1 ? 'PartnerSync/2.3 Go-http-client/2.0' : 'PartnerSync/2.3 Go-http-client/1.1',
+            method,
+            host: HOST_API,
+            path,
+            status,
+            response_bytes: bytes,
+            protocol: PROTOCOLS[proto]!,
+            challenge: 'NONE',
+          };
         },
       });
       continue;

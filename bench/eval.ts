@@ -251,7 +251,9 @@ function bars(results: readonly RunResult[]): BarResult[] {
       pass: bad.length === 0,
       figures:
         `${crowds.length - bad.length} of ${crowds.length} flash-crowd runs with none` +
-        (bad.length > 0 ? `; flagged: ${bad.map(({ r, b }) => `${r.run.name} seed ${r.seed}: ${b.bystanders.map(entityName).join(', ')}`).join('; ')}` : ''),
+        (bad.length > 0
+          ? `; flagged: ${bad.map(({ r, b }) => `${r.run.name} seed ${r.seed}: ${b.bystanders.length} entities (${capped(b.bystanders.map(entityName), 4)})`).join('; ')}`
+          : ''),
     });
   }
   const held = results.filter((r) => r.run.collateralBar);
@@ -271,6 +273,13 @@ function bars(results: readonly RunResult[]): BarResult[] {
 }
 
 const entityName = (e: { entity_type: string; entity: string }): string => `${e.entity_type} ${e.entity}`;
+
+/** The first `max` items, then how many more. */
+function capped(items: readonly string[], max: number, sep = ', '): string {
+  const shown = items.slice(0, max);
+  if (items.length > max) shown.push(`and ${items.length - max} more`);
+  return shown.join(sep);
+}
 
 // ---------------------------------------------------------------------------------------
 // Report
@@ -343,7 +352,10 @@ function markdown(results: readonly RunResult[], barResults: readonly BarResult[
     );
     for (const { r, b } of surgeRows) {
       const own = Object.entries(b.windows).map(([k, n]) => `${k} ×${n}`).join(', ');
-      const by = b.bystanders.length === 0 ? 'none' : b.bystanders.map((e) => `${entityName(e)} (${e.windows} windows from ${rel(e.firstEnd)})`).join('; ');
+      const by =
+        b.bystanders.length === 0
+          ? 'none'
+          : `${b.bystanders.length}: ${capped(b.bystanders.map((e) => `${entityName(e)} (${e.windows} windows from ${rel(e.firstEnd)})`), 8, '; ')}`;
       L.push(
         `| ${r.run.name} | ${r.seed} | ${b.burst.name} | ${rel(b.burst.startMs)}–${rel(b.burst.endMs)} | ${by} | ` +
           `${b.burst.match.asn === undefined && b.burst.match.ja4 === undefined ? 'n/a (spread over all)' : own || 'no'} | ${share(b.hit, b.requests)} |`,
@@ -384,11 +396,9 @@ function markdown(results: readonly RunResult[], barResults: readonly BarResult[
     '| run | seed | entities | entity (first window end m:ss, windows, max score) |',
     '|---|---|---|---|',
   );
-  const LIST = 12;
   for (const r of results) {
-    const shown = r.falseFlags.slice(0, LIST).map((e) => `${entityName(e)} (${rel(e.firstEnd)}, ${e.windows}, ${e.maxScore.toFixed(2)})`);
-    if (r.falseFlags.length > LIST) shown.push(`and ${r.falseFlags.length - LIST} more`);
-    L.push(`| ${r.run.name} | ${r.seed} | ${r.falseFlags.length} | ${shown.join('; ') || 'none'} |`);
+    const shown = capped(r.falseFlags.map((e) => `${entityName(e)} (${rel(e.firstEnd)}, ${e.windows}, ${e.maxScore.toFixed(2)})`), 12, '; ');
+    L.push(`| ${r.run.name} | ${r.seed} | ${r.falseFlags.length} | ${shown || 'none'} |`);
   }
   L.push('');
 
@@ -438,12 +448,12 @@ function summary(results: readonly RunResult[], barResults: readonly BarResult[]
     const parts: string[] = [];
     for (const b of r.bursts) {
       if (b.burst.kind === 'attack') {
-        parts.push(`${b.burst.name} ${b.firstFlagEnd === null ? 'MISSED' : `${secs(b.latencyMs!)}/${b.latencySlides} slides (${b.entityTypes.join('+')})`}`);
+        parts.push(`${b.burst.name} ${b.firstFlagEnd === null ? 'MISSED' : `${secs(b.latencyMs!)}, ${b.latencySlides} slide${b.latencySlides === 1 ? '' : 's'} (${b.entityTypes.join('+')})`}`);
       } else if (b.burst.kind === 'benign_surge') {
-        parts.push(`${b.burst.name} ${b.bystanders.length} flagged`);
+        parts.push(`${b.burst.name}: ${b.bystanders.length} benign entities flagged`);
       } else {
         const n = Object.values(b.windows).reduce((x, y) => x + y, 0);
-        parts.push(`${b.burst.name} ${n} flagged windows${b.lastFlagEnd === null ? '' : `, last +${secs(b.lastFlagEnd - b.burst.startMs)}`}`);
+        parts.push(`${b.burst.name}: ${n} flagged windows${b.lastFlagEnd === null ? '' : `, last ${secs(b.lastFlagEnd - b.burst.startMs)} after its start`}`);
       }
     }
     L.push(

@@ -120,6 +120,8 @@ interface RunResult {
   /** Wall time in ingest (windowing), ms. */
   ingestMs: number;
   wallMs: number;
+  /** The scorer's model_version. */
+  modelVersion: string;
 }
 
 interface EvalOptions {
@@ -208,6 +210,7 @@ async function evaluate(run: RunSpec, seed: number, o: EvalOptions, config: Conf
     pipelineMs,
     ingestMs,
     wallMs: performance.now() - started,
+    modelVersion: pipeline.scorer.modelVersion,
   };
 }
 
@@ -494,7 +497,6 @@ function rateArg(text: string): number {
 
 async function main(o: EvalOptions, command: string): Promise<boolean> {
   const config = parseConfig({});
-  const modelVersion = new Pipeline(config, []).scorer.modelVersion;
   const results: RunResult[] = [];
   const t0 = performance.now();
   const total = o.runs.length * o.seeds.length;
@@ -507,6 +509,7 @@ async function main(o: EvalOptions, command: string): Promise<boolean> {
     }
   }
   const barResults = bars(results);
+  const modelVersion = [...new Set(results.map((r) => r.modelVersion))].join(', ');
   writeFileSync(o.out, markdown(results, barResults, o, config, modelVersion, command, performance.now() - t0));
   process.stdout.write(summary(results, barResults, o) + '\n');
   return barResults.every((b) => b.pass);

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import type { Config } from './config.js';
 import { SlidingWindows, type AddOutcome, type ClosedWindow } from './consumers/windows.js';
 import { EntityScorer } from './detectors/entity-scorer.js';
+import { sharedWorkerTrainer } from './detectors/population-trainer.js';
 import type { Verdict } from './detectors/verdict.js';
 import { RuleLifecycle, type RuleChange } from './rules/lifecycle.js';
 import type { RequestLog } from './schemas/index.js';
@@ -33,7 +34,7 @@ export interface PipelineTotals {
  *
  *   request log ─▶ SlidingWindows (event time, panes, watermark)
  *               ─▶ closed window: aggregates per asn / ja4 / asn_ja4 ─▶ sinks.writeAggregates
- *               ─▶ EntityScorer (robust deviation + decision policy) ─▶ sinks.writeVerdicts
+ *               ─▶ EntityScorer (volume, population, shift + decision policy) ─▶ sinks.writeVerdicts
  *               ─▶ RuleLifecycle (create / renew / expire)            ─▶ sinks.writeRuleChanges
  *
  * Nothing here reads the wall clock: replay gives the same output for the same file and config.
@@ -51,7 +52,7 @@ export class Pipeline {
     readonly sinks: readonly PipelineSink[],
   ) {
     this.windows = new SlidingWindows(config.windows);
-    this.scorer = new EntityScorer(config.scorer, packageVersion(), { trackChanges: false, slideMs: config.windows.slide_ms });
+    this.scorer = new EntityScorer(config.scorer, packageVersion(), { trackChanges: false, slideMs: config.windows.slide_ms, trainer: sharedWorkerTrainer() });
     this.rules = new RuleLifecycle(config.rules);
   }
 
@@ -80,6 +81,8 @@ export class Pipeline {
   private async processWindow(w: ClosedWindow): Promise<void> {
     // Rules that lapsed before this window ended go first, then this window's verdicts may renew or create.
     const expired = this.rules.onWatermark(w.windowEnd);
+    // Population fits run in a worker thread; the one this window needs was requested a window ago.
+    await this.scorer.settle();
     const verdicts = this.scorer.scoreWindow(w);
     const changes = [...expired, ...this.rules.onWindow(verdicts)];
     for (const s of this.sinks) {

@@ -1,6 +1,7 @@
 import type { Kafka, KafkaMessage } from 'kafkajs';
 import type { Config } from '../config.js';
 import { EntityScorer } from '../detectors/entity-scorer.js';
+import { sharedWorkerTrainer } from '../detectors/population-trainer.js';
 import type { Verdict } from '../detectors/verdict.js';
 import { logger } from '../logger.js';
 import type { PipelineSink } from '../sinks/sink.js';
@@ -92,7 +93,7 @@ export class WindowTask implements StageTask {
   ) {
     const w = ctx.config.windows;
     this.assembler = new WindowAssembler(w.size_ms, w.slide_ms, w.max_entities_per_pane, ctx.stats.evicted);
-    this.scorer = new EntityScorer(ctx.config.scorer, ctx.pipelineVersion, { slideMs: ctx.config.windows.slide_ms });
+    this.scorer = new EntityScorer(ctx.config.scorer, ctx.pipelineVersion, { slideMs: ctx.config.windows.slide_ms, trainer: sharedWorkerTrainer() });
   }
 
   /** Builds the task of repartition partition r, restoring its changelog partition first. */
@@ -111,8 +112,11 @@ export class WindowTask implements StageTask {
         const rest = key.slice(DETECTOR_KEY.length);
         const bar = rest.indexOf('|');
         task.scorer.restoreEntity(rest.slice(0, bar) as EntityType, rest.slice(bar + 1), JSON.parse(value.toString('utf8')));
+      } else if (EntityScorer.isScorerKey(key)) {
+        task.scorer.restoreScorer(key, value.toString('utf8'));
       }
     }
+    task.scorer.completeRestore();
     if (committed.offset >= 0 && task.restoredThrough < 0) {
       logger.warn({ partition: r }, 'committed offset without a changelog checkpoint; starting the partition from empty state');
     }
@@ -156,6 +160,8 @@ export class WindowTask implements StageTask {
     const r = this.partition;
     const closed = this.assembler.drain();
     for (const w of closed) {
+      // Population fits run in a worker thread; the one this window needs was requested a window ago.
+      await this.scorer.settle();
       const verdicts = this.scorer.scoreWindow(w);
       for (const s of sinks) {
         if (s.writeAggregates) await s.writeAggregates(w.rows);
@@ -190,6 +196,7 @@ export class WindowTask implements StageTask {
       value: c.state === null ? null : JSON.stringify(c.state),
       partition: this.partition,
     }));
+    for (const c of this.scorer.takeScorerChanges()) messages.push({ key: c.key, value: c.value, partition: this.partition });
     this.checkpointedThrough = this.through;
     if (this.through >= 0) {
       const meta: WindowMeta = { v: 1, through: this.through, progress: this.assembler.progressSnapshot() };

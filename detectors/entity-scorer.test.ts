@@ -42,9 +42,10 @@ describe('EntityScorer', () => {
   it('flags a burst with reasons, does not learn it, and clears when it ends', () => {
     const s = new EntityScorer(config, 'test');
     let t = 0;
-    const windowAt = (req: number, ips = 10) => s.scoreWindow({ windowStart: t, windowEnd: t + 60_000, rows: [row('64512', t, req, ips)] });
+    const windowAt = (req: number, ips = 10, auth = 0) => s.scoreWindow({ windowStart: t, windowEnd: t + 60_000, rows: [row('64512', t, req, ips, 'asn', auth)] });
     for (let i = 0; i < 20; i++, t += 10_000) windowAt(noisy(i));
-    const burst = windowAt(2000, 400);
+    // Credential stuffing: 20x the requests, nine in ten failing auth.
+    const burst = windowAt(2000, 400, 1800);
     t += 10_000;
     expect(burst).toHaveLength(1);
     const v = burst[0]!;
@@ -52,8 +53,11 @@ describe('EntityScorer', () => {
     expect(v.score).toBeGreaterThan(0.95);
     expect(v.reasons[0]).toMatch(/requests 2000 in 60 s vs typical \d+(\.\d)? .*x typical/);
     expect(v.reasons.some((r) => r.startsWith('unique_ips 400 vs typical 10'))).toBe(true);
+    expect(v.reasons).toContain('auth_failure_share 90% vs typical 0.0%');
+    expect(v.detectors).toMatchObject({ volume: expect.any(Number), shift: expect.any(Number) });
+    expect(v.scope).toEqual({ asn: 64512 });
     // Still anomalous in the next window: the burst was not learned.
-    expect(windowAt(2000, 400)[0]!.anomalous).toBe(true);
+    expect(windowAt(2000, 400, 1800)[0]!.anomalous).toBe(true);
     t += 10_000;
     expect(windowAt(105)[0]!.anomalous).toBe(false);
   });
@@ -96,6 +100,8 @@ describe('EntityScorer checkpoints', () => {
   const small = entityScorerSchema.parse({
     robust_deviation: { history: 8, warmup: 3, noise_floor: 'poisson' },
     policy: { threshold: 0.5, min_requests: 5 },
+    // A small population model that fits within a few windows, so checkpoints carry its samples and schedule.
+    population: { windows: 4, per_window: 12, refit_every: 3, min_training: 4, min_requests: 1 },
     max_entities_per_type: 10,
   });
 
@@ -103,7 +109,7 @@ describe('EntityScorer checkpoints', () => {
     const a = new EntityScorer(small, 'test');
     for (let i = 0; i < 11; i++) a.scoreWindow(windowOf(i * 10_000, [row('64512', i * 10_000, 40 + i, 4, 'asn', i % 3)]));
     const snap = a.entityState('asn', '64512');
-    expect(snap).toMatchObject({ v: 2, seq: 0, last: 100_000, requests: { count: 11 } });
+    expect(snap).toMatchObject({ v: 3, seq: 0, last: 100_000, streak: 0, requests: { count: 11 } });
     expect(snap?.requests.values).toHaveLength(8); // a full ring
     expect(Object.keys(snap?.secondary ?? {})).toEqual(['unique_ips', 'requests_per_ip_max', 'auth_failure_share', 'post_share', 'unique_paths']);
     expect(a.entityState('asn', 'nobody')).toBeNull();
@@ -188,8 +194,10 @@ describe('EntityScorer checkpoints', () => {
 
   it.each<[string, (s: EntityStateJSON) => unknown, RegExp]>([
     ['a non-object', () => 42, /expected an object/],
-    ['another version', (s) => ({ ...s, v: 3 }), /unsupported version 'v': 3/],
-    ['a version 2 state without last', (s) => ({ ...s, last: undefined }), /'last' must be an integer/],
+    ['another version', (s) => ({ ...s, v: 4 }), /unsupported version 'v': 4/],
+    ['a version 3 state without last', (s) => ({ ...s, last: undefined }), /'last' must be an integer/],
+    ['a negative streak', (s) => ({ ...s, streak: -1 }), /'streak' must be a non-negative integer/],
+    ['a streak in a version 2 state', (s) => ({ ...s, v: 2 }), /unknown key 'streak' in a v2 state/],
     ['an unknown key', (s) => ({ ...s, extra: 1 }), /unknown key 'extra'/],
     ['a negative seq', (s) => ({ ...s, seq: -1 }), /'seq' must be a non-negative integer/],
     ['a mass of null (NaN in JSON)', (s) => ({ ...s, mass: null }), /'mass' must be a finite number/],
@@ -213,7 +221,7 @@ describe('EntityScorer checkpoints', () => {
     const s = new EntityScorer(small, 'test', { trackChanges: false });
     s.scoreWindow(windowOf(0, [row('a', 0, 50)]));
     expect(() => s.takeChanges()).toThrow(/trackChanges/);
-    expect(s.entityState('asn', 'a')).toMatchObject({ v: 2, mass: 50, last: 0 });
+    expect(s.entityState('asn', 'a')).toMatchObject({ v: 3, mass: 50, last: 0 });
   });
 
   it('rejects an unknown entity type', () => {
@@ -256,11 +264,23 @@ describe('EntityScorer checkpoints', () => {
         });
         const a = new EntityScorer(small, 'test');
         const topic = new Map<string, EntityChange>();
+        // Scorer-level records (its start, the population's samples and fit schedule), compacted too.
+        const shared = new Map<string, string>();
+        const compactShared = (): void => {
+          for (const c of a.takeScorerChanges()) {
+            shared.delete(c.key);
+            if (c.value !== null) shared.set(c.key, c.value);
+          }
+        };
         for (let i = 0; i < cut; i++) {
           a.scoreWindow(closed[i] as ClosedWindow);
-          if (windows[i]?.checkpoint) compact(topic, a.takeChanges());
+          if (windows[i]?.checkpoint) {
+            compact(topic, a.takeChanges());
+            compactShared();
+          }
         }
         compact(topic, a.takeChanges()); // the checkpoint at the cut
+        compactShared();
         // Restore in a shuffled order: a restored scorer must not depend on the order of the log.
         const entries = [...topic.values()];
         let x = seed >>> 0 || 1;
@@ -271,6 +291,8 @@ describe('EntityScorer checkpoints', () => {
         }
         const b = new EntityScorer(small, 'test');
         for (const c of entries) b.restoreEntity(c.type, c.entity, c.state);
+        for (const [key, value] of [...shared].reverse()) b.restoreScorer(key, value);
+        b.completeRestore();
         expect(b.size).toEqual(a.size);
         expect(b.takeChanges()).toEqual([]);
         for (let i = cut; i < closed.length; i++) {
@@ -278,11 +300,54 @@ describe('EntityScorer checkpoints', () => {
           const vb: Verdict[] = b.scoreWindow(closed[i] as ClosedWindow);
           expect(vb).toEqual(va);
           expect(byKey(b.takeChanges())).toEqual(byKey(a.takeChanges()));
+          expect(b.takeScorerChanges()).toEqual(a.takeScorerChanges());
         }
         expect(b.size).toEqual(a.size);
       }),
       FC,
     );
+  });
+
+  it('restores the population model and its fit schedule exactly, at every cut, with a fit pending or not', () => {
+    const types: EntityType[] = ['asn', 'ja4', 'asn_ja4'];
+    const w = (i: number): ClosedWindow =>
+      windowOf(
+        i * 10_000,
+        types.flatMap((type, k) =>
+          Array.from({ length: 9 }, (_, e) => {
+            const entity = type === 'asn' ? String(64_500 + e) : type === 'ja4' ? `t13d_${e}` : `${64_500 + e}|t13d_${e}`;
+            // Entity 0 turns into a credential stuffer at window 8: flagged, so left out of the population.
+            const bot = e === 0 && i >= 8;
+            return row(entity, i * 10_000, bot ? 900 : 30 + e + ((i * (e + k)) % 7), bot ? 5 : 10, type, bot ? 800 : 0);
+          }),
+        ),
+      );
+    let flagged = 0;
+    for (let cut = 1; cut < 12; cut++) {
+      const a = new EntityScorer(small, 'test');
+      const entities = new Map<string, EntityChange>();
+      const shared = new Map<string, string>();
+      for (let i = 0; i < cut; i++) {
+        a.scoreWindow(w(i));
+        compact(entities, a.takeChanges());
+        for (const c of a.takeScorerChanges()) {
+          shared.delete(c.key);
+          if (c.value !== null) shared.set(c.key, c.value);
+        }
+      }
+      const b = new EntityScorer(small, 'test');
+      for (const c of entities.values()) b.restoreEntity(c.type, c.entity, c.state);
+      for (const [key, value] of shared) b.restoreScorer(key, value);
+      b.completeRestore();
+      for (let i = cut; i < 14; i++) {
+        const va = a.scoreWindow(w(i));
+        expect(b.scoreWindow(w(i))).toEqual(va);
+        expect(b.takeScorerChanges()).toEqual(a.takeScorerChanges());
+        flagged += va.filter((v) => v.anomalous && v.detectors.population !== undefined).length;
+      }
+    }
+    // The comparison covered windows scored by a restored population model, and flagged ones.
+    expect(flagged).toBeGreaterThan(0);
   });
 
   it('changes, and so checkpoints, only the entities of a window; absent windows are learned as zeros when one comes back', () => {
@@ -308,7 +373,7 @@ describe('EntityScorer checkpoints', () => {
     const a = new EntityScorer(small, 'test');
     a.scoreWindow(windowOf(0, [row('x', 0, 40)]));
     const [c] = a.takeChanges();
-    const { last: _last, ...rest } = c?.state as EntityStateJSON;
+    const { last: _last, streak: _streak, ...rest } = c?.state as EntityStateJSON;
     const b = new EntityScorer(small, 'test');
     b.restoreEntity('asn', 'x', { ...rest, v: 1 });
     const next = windowOf(10_000, [row('x', 10_000, 41)]);

@@ -1,16 +1,37 @@
 import { z } from 'zod';
 import type { EntityType, WindowAggregateRow } from '../consumers/aggregates.js';
 import type { ClosedWindow } from '../consumers/windows.js';
-import { decide, decisionPolicySchema } from './policy.js';
+import { decide, decisionPolicySchema, expectedRises, type ExpectedRises, type PairTraffic } from './policy.js';
+import { POPULATION_KEY, PopulationScorer, type PopulationChange, type PopulationScore, type PopulationTrainer } from './population.js';
 import { RobustDeviation, robustDeviationOptionsSchema, type Deviation, type RobustDeviationOptions, type RobustDeviationBaselineJSON } from './robust-deviation.js';
-import { verdictId, type Verdict } from './verdict.js';
+import { scopeOf, verdictId, type Verdict } from './verdict.js';
 
 /** Configuration of the per-entity temporal scorer. */
 export const entityScorerSchema = z
   .object({
     /** Baseline of each entity's request count: a robust deviation with a Poisson noise floor. */
-    robust_deviation: robustDeviationOptionsSchema.prefault({ history: 60, warmup: 18, noise_floor: 'poisson' }),
-    /** Decision policy. */
+    robust_deviation: robustDeviationOptionsSchema.prefault({ history: 60, warmup: 18, noise_floor: 'poisson', relative_floor: 0.1 }),
+    /** The population detector: an isolation forest over the active entities of each type (detectors/population.ts). */
+    population: z
+      .object({
+        /** Default true. */
+        enabled: z.boolean().default(true),
+        /** Windows of vectors the forest is trained on. Default 30. */
+        windows: z.number().int().min(1).max(1_000).default(30),
+        /** Vectors kept per window and type (a seeded sample beyond it). Default 256. */
+        per_window: z.number().int().min(8).max(100_000).default(256),
+        /** Windows between refits (each in a worker thread). Default 6. */
+        refit_every: z.number().int().min(1).default(6),
+        /** Vectors needed before the first fit. Default 256. */
+        min_training: z.number().int().min(2).default(256),
+        /** Requests an entity's window needs to be part of the population (active). Default 10. */
+        min_requests: z.number().int().min(1).default(10),
+        /** Seed of the sampling and the forests (deterministic replay). Default 0. */
+        seed: z.number().int().default(0),
+      })
+      .strict()
+      .prefault({}),
+    /** Decision policy: the ensemble, surge normalisation, drift adaptation. */
     policy: decisionPolicySchema.prefault({}),
     /** Most entities tracked per entity type; beyond it the tenth with the least recent traffic is evicted. Default 50 000. */
     max_entities_per_type: z.number().int().positive().default(50_000),
@@ -20,12 +41,16 @@ export const entityScorerSchema = z
 /** Validated scorer configuration. */
 export type EntityScorerConfig = z.infer<typeof entityScorerSchema>;
 
-/** Secondary features: tracked per entity so that reasons can say what else departed from typical. */
-const SECONDARY: { name: string; of: (r: WindowAggregateRow) => number; pct?: boolean }[] = [
+/**
+ * Secondary features: tracked per entity so that reasons can say what else departed from
+ * typical. Those marked `shift` are bot-indicative: their rise is the feature evidence of the
+ * ensemble (more of the same people raise counts, not these shares or the load per client).
+ */
+const SECONDARY: { name: string; of: (r: WindowAggregateRow) => number; pct?: boolean; shift?: boolean }[] = [
   { name: 'unique_ips', of: (r) => r.unique_ips },
-  { name: 'requests_per_ip_max', of: (r) => r.requests_per_ip_max },
-  { name: 'auth_failure_share', of: (r) => (r.requests ? (r.status_401 + r.status_403) / r.requests : 0), pct: true },
-  { name: 'post_share', of: (r) => (r.requests ? r.post_requests / r.requests : 0), pct: true },
+  { name: 'requests_per_ip_max', of: (r) => r.requests_per_ip_max, shift: true },
+  { name: 'auth_failure_share', of: (r) => (r.requests ? (r.status_401 + r.status_403) / r.requests : 0), pct: true, shift: true },
+  { name: 'post_share', of: (r) => (r.requests ? r.post_requests / r.requests : 0), pct: true, shift: true },
   { name: 'unique_paths', of: (r) => r.unique_paths },
 ];
 
@@ -40,14 +65,16 @@ const ENTITY_TYPES = ['asn', 'ja4', 'asn_ja4'] as const;
  * when evicting; `secondary` is keyed by feature name.
  */
 export interface EntityStateJSON {
-  /** 2; version 1 (no `last`) is still read. */
-  v: 1 | 2;
+  /** 3; versions 1 (no `last`) and 2 (no `streak`) are still read. */
+  v: 1 | 2 | 3;
   /** Admission order among the entities of the scorer that wrote it (an integer ≥ 0). */
   seq: number;
   /** Decayed requests per window, as of window `last`. */
   mass: number;
   /** Start of the last window learned, epoch ms (absent in version 1). */
   last?: number;
+  /** Consecutive anomalous windows up to `last` (drift adaptation; version 3). */
+  streak?: number;
   /** Baseline of the request count. */
   requests: RobustDeviationBaselineJSON;
   /** Baselines of the secondary features, by name (unique_ips, requests_per_ip_max, …). */
@@ -61,10 +88,15 @@ export interface EntityChange {
   state: EntityStateJSON | null;
 }
 
-/** Detector options validated once per scorer: the request baseline's, and the secondary features' (no Poisson floor). */
+/**
+ * Detector options validated once per scorer: the request baseline's, and the secondary
+ * features' (counts with the same floors; shares with a floor of 2 points, so that 1% → 3% is
+ * not many deviations).
+ */
 interface DetectorOptions {
   main: RobustDeviationOptions;
-  plain: RobustDeviationOptions;
+  count: RobustDeviationOptions;
+  share: RobustDeviationOptions;
 }
 
 class EntityState {
@@ -76,15 +108,18 @@ class EntityState {
    * it comes back (or found quiet), so a window changes, and checkpoints, only the entities in it.
    */
   last = Number.NaN;
+  /** Consecutive anomalous windows (drift adaptation). */
+  streak = 0;
   constructor(
     /** Admission order: eviction sorts by mass, then by this, which a restored map's order cannot give. */
     readonly seq: number,
-    readonly requests: RobustDeviation,
+    /** Replaced when drift adaptation restarts the baseline. */
+    public requests: RobustDeviation,
     readonly secondary: RobustDeviation[],
   ) {}
 
   static fresh(seq: number, options: DetectorOptions): EntityState {
-    return new EntityState(seq, new RobustDeviation(options.main), SECONDARY.map(() => new RobustDeviation(options.plain)));
+    return new EntityState(seq, new RobustDeviation(options.main), SECONDARY.map((f) => new RobustDeviation(f.pct ? options.share : options.count)));
   }
 
   toJSON(): EntityStateJSON {
@@ -92,7 +127,7 @@ class EntityState {
     SECONDARY.forEach((f, i) => (secondary[f.name] = (this.secondary[i] as RobustDeviation).baselineJSON()));
     const requests = this.requests.baselineJSON();
     if (Number.isNaN(this.last)) return { v: 1, seq: this.seq, mass: this.mass, requests, secondary }; // restored from v1, not scored since
-    return { v: 2, seq: this.seq, mass: this.mass, last: this.last, requests, secondary };
+    return { v: 3, seq: this.seq, mass: this.mass, last: this.last, streak: this.streak, requests, secondary };
   }
 
   static fromJSON(v: unknown, options: DetectorOptions): EntityState {
@@ -100,10 +135,12 @@ class EntityState {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) malformed(W, 'expected an object');
     const o = v as Record<string, unknown>;
     for (const k of Object.keys(o)) if (!STATE_KEYS.has(k)) malformed(W, `unknown key '${k}'`);
-    if (o.v !== 1 && o.v !== 2) malformed(W, `unsupported version 'v': ${JSON.stringify(o.v)} (expected 1 or 2)`);
+    if (o.v !== 1 && o.v !== 2 && o.v !== 3) malformed(W, `unsupported version 'v': ${JSON.stringify(o.v)} (expected 1, 2 or 3)`);
     // v1 had no 'last': every entity learned every window, so it was current as of the checkpoint.
-    if (o.v === 2 && (typeof o.last !== 'number' || !Number.isSafeInteger(o.last))) malformed(W, `'last' must be an integer (epoch ms), got ${JSON.stringify(o.last)}`);
+    if (o.v !== 1 && (typeof o.last !== 'number' || !Number.isSafeInteger(o.last))) malformed(W, `'last' must be an integer (epoch ms), got ${JSON.stringify(o.last)}`);
     if (o.v === 1 && 'last' in o) malformed(W, "unknown key 'last' in a v1 state");
+    if (o.v === 3 && (typeof o.streak !== 'number' || !Number.isSafeInteger(o.streak) || o.streak < 0)) malformed(W, `'streak' must be a non-negative integer, got ${JSON.stringify(o.streak)}`);
+    if (o.v !== 3 && 'streak' in o) malformed(W, `unknown key 'streak' in a v${String(o.v)} state`);
     if (typeof o.seq !== 'number' || !Number.isSafeInteger(o.seq) || o.seq < 0) malformed(W, `'seq' must be a non-negative integer, got ${JSON.stringify(o.seq)}`);
     if (typeof o.mass !== 'number' || !Number.isFinite(o.mass) || o.mass < 0) malformed(W, `'mass' must be a finite number ≥ 0, got ${JSON.stringify(o.mass)}`);
     const requests = RobustDeviation.fromBaselineJSON(options.main, o.requests, `${W}: 'requests'`);
@@ -115,16 +152,17 @@ class EntityState {
     }
     const secondary = SECONDARY.map((f) => {
       if (!(f.name in byName)) malformed(W, `'secondary' lacks '${f.name}'`);
-      return RobustDeviation.fromBaselineJSON(options.plain, byName[f.name], `${W}: 'secondary.${f.name}'`);
+      return RobustDeviation.fromBaselineJSON(f.pct ? options.share : options.count, byName[f.name], `${W}: 'secondary.${f.name}'`);
     });
     const st = new EntityState(o.seq, requests, secondary);
     st.mass = o.mass;
-    st.last = o.v === 2 ? (o.last as number) : Number.NaN;
+    st.last = o.v === 1 ? Number.NaN : (o.last as number);
+    st.streak = o.v === 3 ? (o.streak as number) : 0;
     return st;
   }
 }
 
-const STATE_KEYS = new Set(['v', 'seq', 'mass', 'last', 'requests', 'secondary']);
+const STATE_KEYS = new Set(['v', 'seq', 'mass', 'last', 'streak', 'requests', 'secondary']);
 
 function malformed(where: string, message: string): never {
   throw new TypeError(`${where}: ${message}`);
@@ -135,15 +173,44 @@ function fmt(v: number, pct = false): string {
   return Number.isInteger(v) ? String(v) : v.toFixed(1);
 }
 
+/** Scorer-level changelog keys: `s|meta` (the scorer's start) and the population's `p|…`. */
+const SCORER_META_KEY = 's|meta';
+
+/** One scorer-level changelog record (`value` null deletes the key). */
+export type ScorerChange = PopulationChange;
+
+/** The views of one entity's window, before the decision. */
+interface Scored {
+  row: WindowAggregateRow;
+  st: EntityState;
+  /** Deviation of the request count from the entity's own history (null: warming up). */
+  main: Deviation | null;
+}
+
 /**
- * Scores each closed window of each entity against that entity's own history of request
- * counts. Windows the policy flags are not learned, so an attack does not become its own
- * baseline. State is bounded: at most `max_entities_per_type` per type, the lightest by decayed
- * traffic evicted first, and entities whose whole history is zero are dropped.
+ * Scores each closed window of each entity with three views and a decision policy
+ * (detectors/policy.ts) that combines them:
+ * - **volume**: the request count against the entity's own history (robust deviation with
+ *   Poisson and relative floors), after dividing out the rise of the traffic around it (surge
+ *   normalisation by cohort, {@link expectedRises}: a flash crowd lifts people's networks and
+ *   browsers together);
+ * - **population**: outlierness among the active entities of its type in the same window
+ *   (isolation forest, detectors/population.ts, refit in a worker thread);
+ * - **shift**: rises of bot-indicative features (auth failures, POSTs, requests per IP) against
+ *   the entity's own history.
  *
- * State is checkpointed per entity for a compacted changelog (Kafka Streams style):
- * {@link takeChanges} gives what changed since the last checkpoint, tombstones included, and
- * {@link restoreEntity} installs it in a fresh scorer, which then scores identically.
+ * Windows the policy flags are learned neither by the entity's baselines nor by the
+ * population, so an attack does not become its own baseline, until it has lasted
+ * `adapt_after_windows` windows: then its level is accepted as the entity's new normal (drift
+ * adaptation). A new entity in a stream watched for a while has a history of zeros; before the
+ * scorer has watched `warmup` windows, no verdicts are given (warm-up).
+ *
+ * State is bounded: at most `max_entities_per_type` per type, the lightest by decayed traffic
+ * evicted first, and entities whose whole history is zero are dropped; the population keeps a
+ * bounded reservoir. State is checkpointed for a compacted changelog (Kafka Streams style):
+ * {@link takeChanges} per entity, tombstones included, and {@link takeScorerChanges} for the
+ * scorer's own; {@link restoreEntity}, {@link restoreScorer} and {@link completeRestore} install
+ * them in a fresh scorer, which then scores identically.
  */
 export class EntityScorer {
   private readonly state: Record<EntityType, Map<string, EntityState>> = { asn: new Map(), ja4: new Map(), asn_ja4: new Map() };
@@ -160,12 +227,17 @@ export class EntityScorer {
   private readonly slideMs: number;
   /** Start of the window being scored, or the latest `last` restored before any; -Infinity before both. */
   private now = Number.NEGATIVE_INFINITY;
+  /** Start of the first window this scorer (or the one it was restored from) scored: how long the stream has been watched. */
+  private since = Number.NaN;
+  private sinceDirty = false;
   /** MASS_DECAY^k by repeated multiplication, so that lazily decayed masses equal window-by-window ones. */
   private readonly decayPow: number[] = [1];
   /** Some state restored from a v1 checkpoint has not been scored since. */
   private unknownLast = false;
   readonly modelVersion: string;
   private readonly detectorOptions: DetectorOptions;
+  /** The population detector (null when disabled). */
+  readonly population: PopulationScorer | null;
 
   constructor(
     readonly config: EntityScorerConfig,
@@ -175,8 +247,10 @@ export class EntityScorer {
      * false where nothing checkpoints (replay, benchmarks), or the set holds every key ever seen.
      * `slideMs`: the windows' slide (windows.slide_ms), default 10 000: windows must start
      * `slideMs` apart, as the window engine emits them (empty windows included).
+     * `trainer`: where population models are fit; default in this thread. The pipeline passes
+     * a worker thread's ({@link sharedWorkerTrainer}) and awaits {@link settle} before each window.
      */
-    options: { trackChanges?: boolean; slideMs?: number } = {},
+    options: { trackChanges?: boolean; slideMs?: number; trainer?: PopulationTrainer } = {},
   ) {
     this.slideMs = options.slideMs ?? 10_000;
     if (!(Number.isSafeInteger(this.slideMs) && this.slideMs > 0)) throw new RangeError(`EntityScorer: slideMs must be a positive integer, got ${this.slideMs}`);
@@ -184,9 +258,26 @@ export class EntityScorer {
     const d = config.robust_deviation;
     this.detectorOptions = {
       main: RobustDeviation.parseOptions(d),
-      plain: RobustDeviation.parseOptions({ ...d, noise_floor: 'none' }),
+      count: RobustDeviation.parseOptions(d),
+      share: RobustDeviation.parseOptions({ ...d, noise_floor: 'none', relative_floor: 0, min_scale: 0.02 }),
     };
-    this.modelVersion = `robust_deviation/1 h=${d.history} w=${d.warmup} t=${config.policy.threshold}`;
+    const pc = config.population;
+    const pol = config.policy;
+    this.population = pc.enabled
+      ? new PopulationScorer({
+          windows: pc.windows,
+          perWindow: pc.per_window,
+          refitEvery: pc.refit_every,
+          minTraining: pc.min_training,
+          minRequests: pc.min_requests,
+          seed: pc.seed,
+          ...(options.trainer ? { trainer: options.trainer } : {}),
+        })
+      : null;
+    this.modelVersion =
+      `ensemble/2 rd(h=${d.history} w=${d.warmup} rel=${d.relative_floor})` +
+      (pc.enabled ? ` if(w=${pc.windows} n=${pc.per_window} r=${pc.refit_every} s=${pc.seed})` : '') +
+      ` t=${pol.threshold} vw=${pol.volume_weight} adapt=${pol.adapt_after_windows} surge=${pol.surge.enabled ? 'on' : 'off'}`;
   }
 
   /** Entities tracked now, per type. */
@@ -194,12 +285,26 @@ export class EntityScorer {
     return { asn: this.state.asn.size, ja4: this.state.ja4.size, asn_ja4: this.state.asn_ja4.size };
   }
 
-  /** Scores every entity of a closed window; returns one verdict per entity past warm-up. */
+  /** Waits for population fits the next window needs (they run in the trainer); call before {@link scoreWindow}. */
+  async settle(): Promise<void> {
+    await this.population?.settle();
+  }
+
+  /**
+   * Scores every entity of a closed window; returns one verdict per entity past warm-up. With a
+   * worker-thread trainer, {@link settle} must be awaited first (it throws otherwise when a fit
+   * it needs is still running).
+   */
   scoreWindow(w: ClosedWindow): Verdict[] {
     this.now = w.windowStart;
+    if (Number.isNaN(this.since)) {
+      this.since = w.windowStart;
+      this.sinceDirty = true;
+    }
     this.settleUnknownLast(w.windowStart);
-    const out: Verdict[] = [];
     const history = this.config.robust_deviation.history;
+    const watched = Math.min(history, Math.max(0, Math.round((w.windowStart - this.since) / this.slideMs)));
+    const scored: Scored[] = [];
     for (const row of w.rows) {
       const map = this.state[row.entity_type];
       let st = map.get(row.entity);
@@ -213,19 +318,37 @@ export class EntityScorer {
         } else if (absent > 0) {
           st.mass *= this.decay(absent);
           st.requests.learnRepeated(w.windowStart, 0, absent);
+          st.streak = 0;
         }
       }
       if (!st) {
         st = EntityState.fresh(this.nextSeq++, this.detectorOptions);
+        // Absent from every window watched so far: that is its history.
+        st.requests.assumeZeros(watched);
         map.set(row.entity, st);
         if (map.size > this.config.max_entities_per_type) this.evict(row.entity_type, row.entity);
       }
       this.dirty?.[row.entity_type].add(row.entity);
       st.mass = st.mass * MASS_DECAY + row.requests;
       st.last = w.windowStart;
-      const verdict = this.scoreRow(row, st);
-      if (verdict) out.push(verdict);
+      scored.push({ row, st, main: st.requests.ready ? st.requests.explain(row.requests) : null });
     }
+    const pairs: PairTraffic[] = [];
+    for (const x of scored) {
+      if (x.row.entity_type !== 'asn_ja4' || !x.main) continue;
+      const bar = x.row.entity.indexOf('|');
+      pairs.push({ asn: x.row.entity.slice(0, bar), ja4: x.row.entity.slice(bar + 1), requests: x.row.requests, typical: x.main.typical });
+    }
+    const rises: ExpectedRises = expectedRises(this.config.policy, pairs);
+    const population = this.population?.score(w.rows) ?? new Map<WindowAggregateRow, PopulationScore>();
+    const out: Verdict[] = [];
+    const flagged = new Set<WindowAggregateRow>();
+    for (const x of scored) {
+      const verdict = this.scoreRow(x, rises[x.row.entity_type].get(x.row.entity) ?? 1, population.get(x.row) ?? null);
+      if (verdict) out.push(verdict);
+      if (verdict?.anomalous) flagged.add(x.row);
+    }
+    this.population?.learn(w.windowStart, w.rows, flagged);
     // An entity absent from `history` windows has learned nothing but zeros: drop it (a tombstone).
     // Absent entities are otherwise left alone, so they cost nothing in the changelog.
     for (const type of ENTITY_TYPES) {
@@ -340,40 +463,100 @@ export class EntityScorer {
     return out;
   }
 
-  private scoreRow(row: WindowAggregateRow, st: EntityState): Verdict | null {
-    const main = st.requests.explain(row.requests);
+  /**
+   * Scorer-level changelog records since the last call: `s|meta` (when the scorer started
+   * watching) and the population's window samples and fit schedule (`p|…`).
+   */
+  takeScorerChanges(): ScorerChange[] {
+    const out: ScorerChange[] = this.population?.takeChanges() ?? [];
+    if (this.sinceDirty) {
+      out.push({ key: SCORER_META_KEY, value: JSON.stringify({ v: 1, since: this.since }) });
+      this.sinceDirty = false;
+    }
+    return out;
+  }
+
+  /** Whether a changelog key is a scorer-level one ({@link takeScorerChanges}). */
+  static isScorerKey(key: string): boolean {
+    return key === SCORER_META_KEY || key.startsWith(POPULATION_KEY);
+  }
+
+  /** Installs a scorer-level record read back; call {@link completeRestore} after the last. Throws a TypeError naming what is wrong. */
+  restoreScorer(key: string, value: string): void {
+    if (key === SCORER_META_KEY) {
+      const o = JSON.parse(value) as { v?: unknown; since?: unknown };
+      if (o.v !== 1 || typeof o.since !== 'number' || !Number.isSafeInteger(o.since)) malformed('EntityScorer.restoreScorer', `'${key}' must be {v: 1, since: <epoch ms>}, got ${value.slice(0, 100)}`);
+      this.since = o.since;
+      return;
+    }
+    if (!this.population) return; // population disabled since the checkpoint: its records are ignored
+    this.population.restore(key, value);
+  }
+
+  /** Finishes a restore (refits the population's model from its restored samples). */
+  completeRestore(): void {
+    this.population?.completeRestore();
+  }
+
+  private scoreRow(x: Scored, rise: number, pop: PopulationScore | null): Verdict | null {
+    const { row, st, main } = x;
     const values = SECONDARY.map((f) => f.of(row));
-    const learnAll = (): void => {
+    const learnSecondary = (): void => values.forEach((v, i) => (st.secondary[i] as RobustDeviation).learn(row.window_start, v));
+    if (!main) {
+      // Warm-up: no verdict until a baseline exists.
       st.requests.learn(row.window_start, row.requests);
-      values.forEach((v, i) => (st.secondary[i] as RobustDeviation).learn(row.window_start, v));
-    };
-    if (!st.requests.ready) {
-      learnAll();
+      learnSecondary();
       return null;
     }
-    const anomalous = decide(this.config.policy, main.score, row.requests);
+    const policy = this.config.policy;
+    // Surge normalisation: judged against typical × the common rise of its type.
+    const vol = rise > 1 ? st.requests.explain(row.requests / rise) : main;
+    const detectors: Record<string, number> = { 'robust_deviation.requests': main.score, volume: vol.score };
+    if (pop) detectors.population = pop.score;
+    // Secondary baselines only matter when the volume could make the window anomalous; scoring
+    // them for calm ones would cost a median per feature per entity per window for nothing.
+    let secondary: { f: (typeof SECONDARY)[number]; value: number; dev: Deviation }[] = [];
+    let shift = 0;
+    if (vol.score >= policy.threshold && row.requests >= policy.min_requests) {
+      secondary = SECONDARY.map((f, i) => ({ f, value: values[i] as number, dev: (st.secondary[i] as RobustDeviation).explain(values[i] as number) }));
+      for (const s2 of secondary) if (s2.f.shift) shift = Math.max(shift, s2.dev.score);
+      detectors.shift = shift;
+    }
+    const d = decide(policy, { volume: vol.score, population: pop?.score ?? null, shift, requests: row.requests });
+    let anomalous = d.anomalous;
+    let adapted = false;
+    if (anomalous) {
+      st.streak++;
+      if (policy.adapt_after_windows > 0 && st.streak >= policy.adapt_after_windows) {
+        // Drift adaptation: the level has held long enough to be this entity's normal.
+        adapted = true;
+        anomalous = false;
+        st.streak = 0;
+        st.requests = new RobustDeviation(this.detectorOptions.main);
+        st.requests.learnRepeated(row.window_start, row.requests, this.config.robust_deviation.warmup);
+        learnSecondary();
+      }
+    } else {
+      st.streak = 0;
+      st.requests.learn(row.window_start, row.requests);
+      learnSecondary();
+    }
     const features: Record<string, number> = { requests: row.requests };
     const typical: Record<string, number> = { requests: main.typical };
     SECONDARY.forEach((f, i) => (features[f.name] = values[i] as number));
-    let secondary: { f: (typeof SECONDARY)[number]; value: number; dev: Deviation }[] = [];
-    if (anomalous) {
-      // Secondary baselines only explain a flagged window; scoring them for calm ones would cost
-      // a median per feature per entity per window for nothing.
-      secondary = SECONDARY.map((f, i) => ({ f, value: values[i] as number, dev: (st.secondary[i] as RobustDeviation).explain(values[i] as number) }));
-      for (const s of secondary) typical[s.f.name] = s.dev.typical;
-    } else {
-      learnAll();
-    }
+    for (const s2 of secondary) typical[s2.f.name] = s2.dev.typical;
+    if (rise > 1) features.expected_rise = rise;
     return {
       verdict_id: verdictId(row.entity_type, row.entity, row.window_start, row.window_end),
       entity_type: row.entity_type,
       entity: row.entity,
+      scope: scopeOf(row.entity_type, row.entity),
       window_start: row.window_start,
       window_end: row.window_end,
-      score: main.score,
+      score: d.score,
       anomalous,
-      detectors: { 'robust_deviation.requests': main.score },
-      reasons: this.reasons(row, main, secondary, anomalous),
+      detectors,
+      reasons: this.reasons(row, main, vol, rise, pop, secondary, anomalous, adapted),
       features,
       typical,
       requests: row.requests,
@@ -385,8 +568,12 @@ export class EntityScorer {
   private reasons(
     row: WindowAggregateRow,
     main: Deviation,
+    vol: Deviation,
+    rise: number,
+    pop: PopulationScore | null,
     secondary: { f: (typeof SECONDARY)[number]; value: number; dev: Deviation }[],
     anomalous: boolean,
+    adapted: boolean,
   ): string[] {
     const secs = (row.window_end - row.window_start) / 1000;
     const ratio = main.typical > 0 ? `${(row.requests / main.typical).toFixed(1)}x typical` : 'from a typical of 0';
@@ -394,12 +581,29 @@ export class EntityScorer {
       `requests ${row.requests} in ${secs} s vs typical ${fmt(main.typical)} (median of last ${main.n} windows, spread ${fmt(main.spread)}): ` +
         `${ratio}, ${main.z >= 0 ? '+' : ''}${main.z.toFixed(1)} robust deviations`,
     ];
+    if (rise > 1.05) {
+      out.push(`surge: the traffic around it (same network, same fingerprint) rose ${rise.toFixed(2)}x; against that, ${vol.z >= 0 ? '+' : ''}${vol.z.toFixed(1)} robust deviations`);
+    }
+    if (adapted) {
+      out.push(`level held for ${this.config.policy.adapt_after_windows} anomalous windows: accepted as this entity's new normal (drift adaptation)`);
+    }
     if (!anomalous) return out;
-    for (const s of secondary) {
-      if (s.dev.n > 0 && Math.abs(s.dev.z) >= 3 && s.value !== s.dev.typical) {
-        out.push(`${s.f.name} ${fmt(s.value, s.f.pct)} vs typical ${fmt(s.dev.typical, s.f.pct)}`);
+    if (pop) {
+      const top = pop.reasons.map((r) => `${r.feature} ${fmtFeature(r.feature, r.value)} vs ${fmtFeature(r.feature, r.typical)}`).join(', ');
+      out.push(`population: outlier among active ${row.entity_type} entities this window (score ${pop.score.toFixed(2)})${top ? `: ${top}` : ''}`);
+    }
+    for (const s2 of secondary) {
+      if (s2.dev.n > 0 && Math.abs(s2.dev.z) >= 3 && s2.value !== s2.dev.typical) {
+        out.push(`${s2.f.name} ${fmt(s2.value, s2.f.pct)} vs typical ${fmt(s2.dev.typical, s2.f.pct)}`);
       }
     }
     return out;
   }
+}
+
+/** A population feature's value in words: log-scaled counts back to counts, shares as percentages. */
+function fmtFeature(name: string, v: number): string {
+  if (name.startsWith('log_')) return fmt(Math.round(Math.expm1(v) * 10) / 10);
+  if (name.endsWith('_share') || name === 'path_diversity') return fmt(v, true);
+  return fmt(v);
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { EntityAggregate, type WindowAggregateRow } from '../consumers/aggregates.js';
 import { Random } from '../random.js';
-import { PopulationScorer } from './population.js';
+import { POPULATION_FEATURES, PopulationScorer } from './population.js';
 
 /** A person-like ASN window: requests spread over many IPs, few auth failures, some static assets. */
 function person(r: Random, entity: string, start: number): WindowAggregateRow {
@@ -42,11 +42,15 @@ function windows(seed: number, n: number, entities = 300): WindowAggregateRow[][
   return Array.from({ length: n }, (_, w) => Array.from({ length: entities }, (_, e) => person(r, String(64_000 + e), w * 10_000)));
 }
 
+function start(rows: readonly WindowAggregateRow[]): number {
+  return (rows[0] as WindowAggregateRow).window_start;
+}
+
 describe('PopulationScorer', () => {
   it('scores a credential-stuffing entity far above the population, with the features that set it apart', () => {
     const s = new PopulationScorer({ seed: 1 });
     const ws = windows(1, 12);
-    for (const w of ws.slice(0, 11)) s.learn(w);
+    for (const w of ws.slice(0, 11)) s.learn(start(w), w);
     expect(s.ready('asn')).toBe(true);
     const last = [...(ws[11] as WindowAggregateRow[]), stuffer('65000', 110_000)];
     const scores = s.score(last);
@@ -66,7 +70,7 @@ describe('PopulationScorer', () => {
     const run = (): number[] => {
       const s = new PopulationScorer({ seed: 4, perWindow: 100 });
       const ws = windows(2, 10);
-      for (const w of ws.slice(0, 9)) s.learn(w);
+      for (const w of ws.slice(0, 9)) s.learn(start(w), w);
       return [...s.score(ws[9] as WindowAggregateRow[]).values()].map((x) => x.score);
     };
     expect(run()).toEqual(run());
@@ -84,8 +88,8 @@ describe('PopulationScorer', () => {
       const bots = new Set(rows.filter((r) => r.status_401 > 100));
       if (flaggedRun.ready('asn')) lastFlagged = flaggedRun.score(rows).get(rows[0] as WindowAggregateRow)?.score ?? 0;
       if (naiveRun.ready('asn')) lastNaive = naiveRun.score(rows).get(rows[0] as WindowAggregateRow)?.score ?? 0;
-      flaggedRun.learn(rows, bots);
-      naiveRun.learn(rows);
+      flaggedRun.learn(start(rows), rows, bots);
+      naiveRun.learn(start(rows), rows);
     }
     expect(lastFlagged).toBeGreaterThan(0.8);
     // Fed its own attack, the population model takes it as a normal cluster.
@@ -94,9 +98,11 @@ describe('PopulationScorer', () => {
 
   it('keeps a bounded reservoir', () => {
     const s = new PopulationScorer({ windows: 5, perWindow: 20, minTraining: 20 });
-    for (const w of windows(4, 40, 100)) s.learn(w);
-    const m = (s as unknown as { models: Map<string, { reservoir: number[][][] }> }).models.get('asn');
-    expect(m?.reservoir.length).toBe(5);
-    for (const w of m?.reservoir ?? []) expect(w.length).toBeLessThanOrEqual(20);
+    for (const w of windows(4, 40, 100)) s.learn(start(w), w);
+    const m = (s as unknown as { models: Map<string, { reservoir: { vectors: Float64Array }[] }> }).models.get('asn');
+    // The last 5 windows, plus those the installed or pending fit was made from (refit every 6).
+    expect(m?.reservoir.length).toBeGreaterThanOrEqual(5);
+    expect(m?.reservoir.length).toBeLessThanOrEqual(5 + 6);
+    for (const w of m?.reservoir ?? []) expect(w.vectors.length).toBeLessThanOrEqual(20 * POPULATION_FEATURES.length);
   });
 });

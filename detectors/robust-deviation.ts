@@ -17,6 +17,13 @@ export const robustDeviationOptionsSchema = z
     noise_floor: z.enum(['none', 'poisson']).default('none'),
     /** Smallest spread ever used, in the value's unit. Default 1e-9. */
     min_scale: z.number().positive().default(1e-9),
+    /**
+     * Smallest spread as a share of the typical value (overdispersion): real traffic of a big
+     * entity swings by more than Poisson noise, so a rise of a few percent of a large count
+     * is not many deviations. 0.1 needs 2.2x typical for a score of 0.8 at half_score_z 6.
+     * Default 0 (off).
+     */
+    relative_floor: z.number().min(0).max(10).default(0),
     /** Robust deviations at which the score is 0.5; the score is z²/(z²+half²). Default 6. */
     half_score_z: z.number().positive().default(6),
   })
@@ -30,7 +37,7 @@ export type RobustDeviationOptions = z.input<typeof robustDeviationOptionsSchema
 export interface Deviation {
   /** Median of the baseline. */
   typical: number;
-  /** Robust spread: max(1.4826·MAD, noise floor, min_scale). */
+  /** Robust spread: max(1.4826·MAD, noise floor, relative floor · typical, min_scale). */
   spread: number;
   /** (value − typical) / spread; positive when above typical. */
   z: number;
@@ -56,6 +63,12 @@ export class RobustDeviation {
   private ring: number[];
   private count = 0;
   private next = 0;
+  /**
+   * Zeros assumed before the first learned value ({@link assumeZeros}): a series that appears
+   * in a stream watched for a while has a history, all zeros. They age out of the baseline as
+   * values are learned, exactly as learned zeros would, and cost no memory.
+   */
+  private prior = 0;
 
   /** `options` are validated (a ZodError names the bad key) unless they come from {@link parseOptions}. */
   constructor(options: RobustDeviationOptions = {}) {
@@ -83,20 +96,43 @@ export class RobustDeviation {
     this.ring = bigger;
   }
 
-  /** Whether the baseline has enough values to score. */
+  /**
+   * Starts the baseline with `k` zeros (at most history) without storing them: what a series
+   * first seen now would have learned had it been tracked while absent. Only before the
+   * first value is learned; the zeros are the oldest values and leave the baseline first.
+   */
+  assumeZeros(k: number): void {
+    if (this.count > 0) throw new Error('RobustDeviation.assumeZeros: only before the first value is learned');
+    this.prior = Math.max(0, Math.min(Math.floor(k), this.opts.history));
+  }
+
+  /** Assumed zeros still in the baseline. */
+  private get priorLeft(): number {
+    return Math.max(0, Math.min(this.prior, this.opts.history - this.count));
+  }
+
+  /** Whether the baseline has enough values (learned or assumed) to score. */
   get ready(): boolean {
-    return this.count >= this.opts.warmup;
+    return this.count + this.priorLeft >= this.opts.warmup;
+  }
+
+  /** Values learned so far (not counting assumed zeros). */
+  get learned(): number {
+    return this.count;
   }
 
   /** Scores `value` against the baseline without learning it. */
   explain(value: number): Deviation {
-    const n = Math.min(this.count, this.opts.history);
+    const stored = Math.min(this.count, this.opts.history);
+    const zeros = this.priorLeft;
+    const n = stored + zeros;
     if (n < this.opts.warmup || n === 0) return { typical: Number.NaN, spread: Number.NaN, z: 0, score: 0, n };
-    const base = this.ring.slice(0, n);
+    const base = this.ring.slice(0, stored);
+    for (let i = 0; i < zeros; i++) base.push(0);
     const typical = median(base);
     let spread = 1.4826 * medianAbsoluteDeviation(base);
     if (this.opts.noise_floor === 'poisson') spread = Math.max(spread, Math.sqrt(Math.max(typical, 1)));
-    spread = Math.max(spread, this.opts.min_scale);
+    spread = Math.max(spread, this.opts.relative_floor * Math.abs(typical), this.opts.min_scale);
     const zValue = Number.isFinite(value) ? (value - typical) / spread : 0;
     const h = this.opts.half_score_z;
     const score = zValue > 0 ? (zValue * zValue) / (zValue * zValue + h * h) : 0;
@@ -144,8 +180,9 @@ export class RobustDeviation {
 
   /** Whether every value in a full baseline is 0 (the series has gone quiet and can be dropped). */
   get quiet(): boolean {
-    if (this.count < this.opts.history) return false;
-    for (const v of this.ring) if (v !== 0) return false; // full: ring.length === history
+    if (this.count + this.priorLeft < this.opts.history) return false;
+    const stored = Math.min(this.count, this.opts.history);
+    for (let i = 0; i < stored; i++) if (this.ring[i] !== 0) return false;
     return true;
   }
 
@@ -155,7 +192,9 @@ export class RobustDeviation {
    * baseline is as small as its history.
    */
   baselineJSON(): RobustDeviationBaselineJSON {
-    return { count: this.count, values: this.ring.slice(0, Math.min(this.count, this.opts.history)) };
+    const out: RobustDeviationBaselineJSON = { count: this.count, values: this.ring.slice(0, Math.min(this.count, this.opts.history)) };
+    if (this.priorLeft > 0) out.prior = this.prior;
+    return out;
   }
 
   /**
@@ -165,17 +204,20 @@ export class RobustDeviation {
   static fromBaselineJSON(options: RobustDeviationOptions, v: unknown, where = 'RobustDeviation'): RobustDeviation {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) malformed(where, 'expected an object');
     const o = v as Record<string, unknown>;
-    for (const k of Object.keys(o)) if (k !== 'count' && k !== 'values') malformed(where, `unknown key '${k}'`);
+    for (const k of Object.keys(o)) if (k !== 'count' && k !== 'values' && k !== 'prior') malformed(where, `unknown key '${k}'`);
     const d = new RobustDeviation(options);
     d.install(where, o.values, o.count, Math.min(Number(o.count), d.opts.history));
+    d.installPrior(where, o.prior);
     return d;
   }
 
-  /** Serialisable state (the univariate contract): the options and the whole ring. */
-  toJSON(): { options: z.output<typeof robustDeviationOptionsSchema>; values: number[]; count: number; next: number } {
+  /** Serialisable state (the univariate contract): the options and the whole ring (and `prior`, when zeros are assumed). */
+  toJSON(): { options: z.output<typeof robustDeviationOptionsSchema>; values: number[]; count: number; next: number; prior?: number } {
     const values = new Array<number>(this.opts.history).fill(0);
     for (let i = 0; i < this.ring.length; i++) values[i] = this.ring[i] as number;
-    return { options: this.opts, values, count: this.count, next: this.next };
+    const out: { options: z.output<typeof robustDeviationOptionsSchema>; values: number[]; count: number; next: number; prior?: number } = { options: this.opts, values, count: this.count, next: this.next };
+    if (this.priorLeft > 0) out.prior = this.prior;
+    return out;
   }
 
   /** Restores a detector from {@link toJSON} output; throws a TypeError naming what is wrong. */
@@ -184,8 +226,18 @@ export class RobustDeviation {
     const { o, options } = savedState(W, state, robustDeviationOptionsSchema);
     const d = new RobustDeviation(options);
     d.install(W, o.values, o.count, d.opts.history);
+    d.installPrior(W, o.prior);
     if (o.next !== d.next) malformed(W, `'next' must be count mod history (${d.next}), got ${JSON.stringify(o.next)}`);
     return d;
+  }
+
+  /** Validates and installs the assumed zeros of a checkpoint (absent: none). */
+  private installPrior(where: string, prior: unknown): void {
+    if (prior === undefined) return;
+    if (typeof prior !== 'number' || !Number.isSafeInteger(prior) || prior < 1 || prior > this.opts.history) {
+      malformed(where, `'prior' must be an integer in [1, ${this.opts.history}], got ${JSON.stringify(prior)}`);
+    }
+    this.prior = prior;
   }
 
   /** Validates and installs a ring of `length` values and the count of values ever learned. */
@@ -214,6 +266,8 @@ export class RobustDeviation {
 export interface RobustDeviationBaselineJSON {
   count: number;
   values: number[];
+  /** Zeros assumed before the first learned value, when some are still in the baseline. */
+  prior?: number;
 }
 
 /** First ring size: most fresh series never see more than a few windows. */

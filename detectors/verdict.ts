@@ -7,6 +7,11 @@ export interface Verdict {
   verdict_id: string;
   entity_type: EntityType;
   entity: string;
+  /**
+   * The request-log fields the entity stands for ({@link scopeOf}): what a rule made from this
+   * verdict matches. An asn_ja4 verdict names both, the narrowest scope; asn or ja4 one field.
+   */
+  scope: Scope;
   /** Epoch ms. */
   window_start: number;
   /** Epoch ms. */
@@ -29,6 +34,20 @@ export interface Verdict {
   model_version: string;
   /** Version of burstwatch that produced the verdict. */
   pipeline_version: string;
+}
+
+/** Equality constraints on request-log fields (CONTRACTS §4 `match`), as far as an entity sets them. */
+export interface Scope {
+  asn?: number;
+  ja4?: string;
+}
+
+/** The scope of an entity: the most specific equality constraints it stands for. */
+export function scopeOf(entityType: EntityType, entity: string): Scope {
+  if (entityType === 'asn') return { asn: Number(entity) };
+  if (entityType === 'ja4') return { ja4: entity };
+  const bar = entity.indexOf('|');
+  return { asn: Number(entity.slice(0, bar)), ja4: entity.slice(bar + 1) };
 }
 
 /** sha256 of the entity and window, 32 hex digits. */

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { EntityType } from '../consumers/aggregates.js';
-import type { Verdict } from '../detectors/verdict.js';
+import { scopeOf, type Verdict } from '../detectors/verdict.js';
 import type { EdgeRule, RuleAction, RuleMatch, RuleMode } from '../schemas/index.js';
 
 /** An allowlist entry: `asn:15169` or `ja4:<fingerprint>`. */
@@ -102,12 +102,9 @@ function parseRule(where: string, v: unknown): EdgeRule {
   };
 }
 
-/** The match of an entity: the most specific equality constraints it stands for. */
+/** The match of an entity: the most specific equality constraints it stands for (the verdict's scope). */
 export function matchOf(entityType: EntityType, entity: string): RuleMatch {
-  if (entityType === 'asn') return { asn: Number(entity) };
-  if (entityType === 'ja4') return { ja4: entity };
-  const bar = entity.indexOf('|');
-  return { asn: Number(entity.slice(0, bar)), ja4: entity.slice(bar + 1) };
+  return scopeOf(entityType, entity);
 }
 
 /** Rule ids are readable and deterministic: one rule per entity, so renewals overwrite it on the compacted topic. */

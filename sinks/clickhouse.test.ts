@@ -34,7 +34,7 @@ describe('ClickHouse DDL', () => {
 describe('ClickHouse rows', () => {
   it('maps a verdict to columns, keeping names and values aligned and dropping unknown typicals', () => {
     const v: Verdict = {
-      verdict_id: 'x', entity_type: 'asn_ja4', entity: '64512|t13d', window_start: 1_793_608_800_000, window_end: 1_793_608_860_000,
+      verdict_id: 'x', entity_type: 'asn_ja4', entity: '64512|t13d', scope: { asn: 64512, ja4: 't13d' }, window_start: 1_793_608_800_000, window_end: 1_793_608_860_000,
       score: 0.93, anomalous: true, detectors: { 'robust_deviation.requests': 0.93 }, reasons: ["it's 'quoted'"],
       features: { requests: 900, unique_ips: 300 }, typical: { requests: 30, unique_ips: Number.NaN }, requests: 900, model_version: 'm', pipeline_version: 'p',
     };

@@ -41,7 +41,7 @@ describe('ClickHouse DDL and rows on a current server (chdb)', { timeout: 300_00
     expect(features).toMatchObject({ lowCardinality: true, ttl: true });
 
     const verdict: Verdict = {
-      verdict_id: verdictId('asn', '64512', 1_793_608_800_000, 1_793_608_860_000), entity_type: 'asn', entity: '64512',
+      verdict_id: verdictId('asn', '64512', 1_793_608_800_000, 1_793_608_860_000), entity_type: 'asn', entity: '64512', scope: { asn: 64512 },
       window_start: 1_793_608_800_000, window_end: 1_793_608_860_000, score: 0.97, anomalous: true, detectors: { 'robust_deviation.requests': 0.97 },
       reasons: ["requests 900 in 60 s vs typical 30 — it's \"quoted\""], features: { requests: 900 }, typical: { requests: 30 },
       requests: 900, model_version: 'm', pipeline_version: 'p',

@@ -25,7 +25,7 @@ describe('config', () => {
     expect(errorOf({ windows: { slide_ms: 7_000 } }).key).toBe('windows.slide_ms');
     expect(errorOf({ rules: { allow: ['asn:x'] } }).key).toBe('rules.allow.0');
     expect(errorOf({ nope: 1 }).message).toMatch(/accepted here: kafka, input/);
-    expect(knownKeys(['scorer', 'policy'])).toEqual(['threshold', 'min_requests', 'volume_weight', 'adapt_after_windows', 'surge']);
+    expect(knownKeys(['scorer', 'policy'])).toEqual(['threshold', 'min_requests', 'volume_weight', 'population_floor', 'adapt_after_windows', 'surge']);
   });
 
   it('takes environment overrides', () => {

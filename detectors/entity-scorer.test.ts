@@ -96,6 +96,93 @@ describe('EntityScorer', () => {
   });
 });
 
+describe('EntityScorer decisions', () => {
+  const config = entityScorerSchema.parse({
+    robust_deviation: { history: 30, warmup: 10, noise_floor: 'poisson', relative_floor: 0.1 },
+    policy: { adapt_after_windows: 12 },
+    // A population model that fits after a few windows of these small tests.
+    population: { min_training: 8, min_requests: 5, refit_every: 2 },
+  });
+  /** Credential stuffing: 300 requests from 10 IPs, POSTs over HTTP/1.1, 270 failing auth, no assets. */
+  const stuffing = (entity: string, t: number, type: EntityType = 'asn'): WindowAggregateRow => ({
+    ...row(entity, t, 300, 10, type, 270),
+    post_requests: 295,
+    http1_requests: 300,
+  });
+
+  /** Forty ordinary networks of different sizes: the population a newcomer is compared with. */
+  const people = (t: number): WindowAggregateRow[] =>
+    Array.from({ length: 40 }, (_, e) => {
+      const n = 30 + e * 3 + (((t / 10_000) * (e + 1)) % 11);
+      // People load assets, mostly over HTTP/2, and mistype passwords now and then.
+      return { ...row(String(64_700 + e), t, n, Math.ceil(n / 3), 'asn', (e + t / 10_000) % 3), static_requests: Math.round(n * 0.4), http1_requests: e % 4, post_requests: e % 3 };
+    });
+
+  it('gives no verdicts before the stream has been watched for warm-up windows, then judges new entities against zeros', () => {
+    const s = new EntityScorer(config, 'test');
+    // A newcomer in the second window: the scorer has no baseline yet.
+    s.scoreWindow(windowOf(0, people(0)));
+    expect(s.scoreWindow(windowOf(10_000, [...people(10_000), stuffing('65001', 10_000)]))).toEqual([]);
+    // 30 windows of 40 networks: a population large enough to call a newcomer an outlier.
+    for (let i = 2; i < 30; i++) s.scoreWindow(windowOf(i * 10_000, people(i * 10_000)));
+    // Watched for 30 windows: an entity never seen before has a history of zeros, and is judged at once.
+    const vs = s.scoreWindow(windowOf(300_000, [...people(300_000), stuffing('65002', 300_000)]));
+    expect(vs.filter((v) => v.anomalous).map((v) => v.entity)).toEqual(['65002']);
+    const fresh = vs.find((v) => v.entity === '65002');
+    expect(fresh?.reasons[0]).toMatch(/vs typical 0 .*from a typical of 0/);
+    expect(fresh?.reasons.some((r) => /^population: outlier among active asn entities this window \(score 0\.\d+\): \w+/.test(r))).toBe(true);
+  });
+
+  it('adapts to a new client that stays steady: flagged at first, its level accepted after adapt_after_windows', () => {
+    const run = (adaptAfter: number): boolean[] => {
+      const s = new EntityScorer(entityScorerSchema.parse({ ...config, policy: { adapt_after_windows: adaptAfter } }), 'test');
+      // 30 windows of 40 networks: a population large enough to call a newcomer an outlier.
+      for (let i = 0; i < 30; i++) s.scoreWindow(windowOf(i * 10_000, people(i * 10_000)));
+      const flags: boolean[] = [];
+      for (let i = 30; i < 60; i++) {
+        const vs = s.scoreWindow(windowOf(i * 10_000, [...people(i * 10_000), stuffing('65003', i * 10_000)]));
+        const v = vs.find((x) => x.entity === '65003');
+        flags.push(v?.anomalous ?? false);
+        if (i === 30 + adaptAfter - 1) expect(v?.reasons.join(' | ')).toMatch(/level held for 12 anomalous windows: accepted as this entity's new normal/);
+      }
+      return flags;
+    };
+    const flags = run(12);
+    // Flagged for 11 windows; the 12th accepts the level; never flagged again.
+    expect(flags.slice(0, 11).every(Boolean)).toBe(true);
+    expect(flags.slice(11).some(Boolean)).toBe(false);
+    // Without adaptation it stays flagged.
+    expect(run(0).every(Boolean)).toBe(true);
+  });
+
+  it('does not flag a flash crowd (every network and browser 4x, per-IP load up), but flags a bot inside it', () => {
+    const s = new EntityScorer(config, 'test');
+    const windowAt = (i: number, rise: number, bot: boolean): Verdict[] => {
+      const t = i * 10_000;
+      const rows: WindowAggregateRow[] = [];
+      for (let a = 0; a < 8; a++) {
+        for (const j of ['chrome', 'safari']) {
+          const n = Math.round((40 + ((i * (a + 3)) % 9)) * rise);
+          // People in a crowd load more pages each: requests per IP rise too.
+          rows.push(row(`${64_600 + a}|${j}`, t, n, Math.round(n / (2 * Math.sqrt(rise))), 'asn_ja4'));
+        }
+      }
+      if (bot) rows.push(stuffing('64601|python', t, 'asn_ja4'));
+      else rows.push(row('64601|python', t, 3, 1, 'asn_ja4'));
+      return s.scoreWindow(windowOf(t, rows));
+    };
+    for (let i = 0; i < 20; i++) windowAt(i, 1, false);
+    for (let i = 20; i < 26; i++) {
+      const vs = windowAt(i, 4, i >= 23);
+      const flagged = vs.filter((v) => v.anomalous).map((v) => v.entity);
+      expect(flagged).toEqual(i >= 23 ? ['64601|python'] : []);
+      const chrome = vs.find((v) => v.entity === '64603|chrome');
+      expect(chrome?.features.expected_rise).toBeGreaterThan(3);
+      expect(chrome?.reasons.some((r) => r.startsWith('surge: the traffic around it'))).toBe(true);
+    }
+  });
+});
+
 describe('EntityScorer checkpoints', () => {
   const small = entityScorerSchema.parse({
     robust_deviation: { history: 8, warmup: 3, noise_floor: 'poisson' },

@@ -19,6 +19,12 @@ export const decisionPolicySchema = z
      */
     volume_weight: z.number().min(0).max(1).default(0.6),
     /**
+     * Population score that counts as no evidence: ordinary entities score about 0.1–0.25 (the
+     * top 16% of a population reaches 0.2), so only the excess over this, rescaled to [0, 1],
+     * counts towards the profile. Default 0.2.
+     */
+    population_floor: z.number().min(0).max(0.99).default(0.2),
+    /**
      * Consecutive anomalous windows after which an entity's new level is accepted as its normal
      * (drift adaptation): its request baseline restarts at the current level. 0 never adapts.
      * Default 30 (5 minutes at a 10 s slide). Rules already made expire as usual.
@@ -59,20 +65,22 @@ export interface Evidence {
 export interface Decision {
   /** Verdict score in [0, 1]. */
   score: number;
-  /** How unusual what the entity sends is: 1 − (1 − population)(1 − shift), in [0, 1]. */
+  /** How unusual what the entity sends is: 1 − (1 − population′)(1 − shift), population′ the excess over population_floor, in [0, 1]. */
   profile: number;
   anomalous: boolean;
 }
 
 /**
  * The ensemble: score = volume × (w + (1 − w) × profile), with w = volume_weight and profile the
- * noisy-or of population outlierness and feature shift. A window is anomalous when its traffic
+ * noisy-or of population outlierness (its excess over population_floor) and feature shift. A window is anomalous when its traffic
  * rose (volume) AND what it sends is unusual (profile), or when it rose so much, with w near 1,
  * that volume alone suffices. Monotone in every input; 0 when volume is 0.
  */
 export function decide(policy: DecisionPolicy, e: Evidence): Decision {
+  const f = policy.population_floor;
+  const population = clamp01(((e.population ?? 0) - f) / (1 - f));
   // Noisy-or: two weak, independent signs (odd among its peers, odd for itself) corroborate.
-  const profile = 1 - (1 - clamp01(e.population ?? 0)) * (1 - clamp01(e.shift));
+  const profile = 1 - (1 - population) * (1 - clamp01(e.shift));
   const w = policy.volume_weight;
   const score = clamp01(e.volume * (w + (1 - w) * profile));
   return { score, profile, anomalous: score >= policy.threshold && e.requests >= policy.min_requests };

@@ -4,21 +4,27 @@ import { Random, mix32 } from '../random.js';
 import { IsolationForest, type IsolationForestJSON } from './isolation-forest.js';
 
 /**
- * Population features of one entity's window, chosen to tell bots from people and from flash
- * crowds: volume (log-scaled), how the volume spreads over clients, paths and agents, and the
- * shares that bots skew (auth failures, POSTs, static assets, failed challenges, HTTP/1.1).
+ * Population features of one entity's window: what it sends, not how much. Each is invariant
+ * to the entity's size, so the biggest network growing (a push notification to its users) is not
+ * an outlier, while the shape of bot traffic is: load per client (log-scaled), how paths and
+ * user agents spread over clients, the busiest path's share, and the shares bots skew (auth
+ * failures, POSTs, static assets, failed challenges, HTTP/1.1, server errors). Counts of
+ * distinct paths or requests per client on average were tried and left out: they grow or shrink
+ * with size (a big network has more requests per path and behind each NAT address). The size
+ * itself is the volume detector's business.
  */
 export const POPULATION_FEATURES: readonly { name: string; of: (r: WindowAggregateRow) => number }[] = [
-  { name: 'log_requests', of: (r) => Math.log1p(r.requests) },
-  { name: 'log_unique_ips', of: (r) => Math.log1p(r.unique_ips) },
   { name: 'log_requests_per_ip_max', of: (r) => Math.log1p(r.requests_per_ip_max) },
-  { name: 'path_diversity', of: (r) => (r.requests ? r.unique_paths / r.requests : 0) },
-  { name: 'log_unique_user_agents', of: (r) => Math.log1p(r.unique_user_agents) },
+  // The busiest path's share: high for a flood of one URL or a login, low for a catalogue sweep.
+  // (Aggregates restored from an older version may lack top paths: then it is missing, NaN.)
+  { name: 'top_path_share', of: (r) => (r.requests ? Math.min(1, ((r.top_path_requests as number[] | undefined)?.[0] ?? Number.NaN) / r.requests) : 0) },
+  { name: 'user_agents_per_ip', of: (r) => (r.unique_ips ? r.unique_user_agents / r.unique_ips : 0) },
   { name: 'auth_failure_share', of: (r) => (r.requests ? (r.status_401 + r.status_403) / r.requests : 0) },
   { name: 'post_share', of: (r) => (r.requests ? r.post_requests / r.requests : 0) },
   { name: 'static_share', of: (r) => (r.requests ? r.static_requests / r.requests : 0) },
   { name: 'challenge_failed_share', of: (r) => (r.requests ? r.challenge_failed / r.requests : 0) },
   { name: 'http1_share', of: (r) => (r.requests ? r.http1_requests / r.requests : 0) },
+  { name: 'error_share', of: (r) => (r.requests ? r.status_5xx / r.requests : 0) },
 ];
 
 const F = POPULATION_FEATURES.length;
@@ -78,7 +84,7 @@ export interface PopulationTrainer {
 
 /**
  * The fit itself, the same in this thread and in the worker: robust normalisation (median
- * and 1.4826·MAD per feature, floored so a constant feature does not divide by 0), an
+ * and 1.4826·MAD per feature, floored at {@link MIN_SCALE}), an
  * isolation forest, and the training vectors' own scores as the calibration.
  */
 export function trainPopulationModel(job: TrainJob): TrainResult {
@@ -87,17 +93,29 @@ export function trainPopulationModel(job: TrainJob): TrainResult {
   if (!Number.isInteger(n) || n < 2) throw new RangeError(`trainPopulationModel: need at least 2 vectors of ${f} features, got ${job.vectors.length} values`);
   const medians: number[] = [];
   const scales: number[] = [];
-  const col = new Array<number>(n);
   for (let k = 0; k < f; k++) {
-    for (let i = 0; i < n; i++) col[i] = job.vectors[i * f + k] as number;
-    medians.push(median(col));
-    scales.push(Math.max(1.4826 * medianAbsoluteDeviation(col), 1e-3));
+    // Missing values (non-finite) are left out of the normalisation, as the forest leaves them out of splits.
+    const col: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const x = job.vectors[i * f + k] as number;
+      if (Number.isFinite(x)) col.push(x);
+    }
+    medians.push(col.length ? median(col) : 0);
+    scales.push(col.length ? Math.max(1.4826 * medianAbsoluteDeviation(col), MIN_SCALE) : 1);
   }
   const rows: number[][] = [];
   for (let i = 0; i < n; i++) rows.push(normalise(medians, scales, job.vectors.subarray(i * f, (i + 1) * f)));
   const forest = new IsolationForest({ seed: job.seed }).fit(rows);
   return { medians, scales, forest: forest.toJSON(), calibration: forest.score(rows).sort() };
 }
+
+/**
+ * Smallest robust scale of a feature. Every feature is of order 1 (shares, exponents, logs of
+ * per-client rates); most small entities have shares of exactly 0 (MAD 0), and without a floor
+ * a big network's ordinary 0.7% of POSTs would be many deviations from them. 0.05 is 5 points
+ * of a share.
+ */
+const MIN_SCALE = 0.05;
 
 /** Fits in the calling thread (tests, the library default). */
 export const inlineTrainer: PopulationTrainer = { train: trainPopulationModel };

@@ -38,8 +38,10 @@ export { ENTITY_TYPES, pairKey, type EntityType, type WindowAggregateRow } from 
 export { createUnivariateDetector, restoreUnivariateDetector, univariateDetectorNames, Cusum, RobustDeviation, RobustEwma, type UnivariateDetector } from './detectors/index.js';
 export { EntityScorer, entityScorerSchema } from './detectors/entity-scorer.js';
 export { IsolationForest, averagePathLength, type IsolationForestOptions, type IsolationForestJSON } from './detectors/isolation-forest.js';
-export { decide, decisionPolicySchema, type DecisionPolicy } from './detectors/policy.js';
-export { verdictId, type Verdict } from './detectors/verdict.js';
+export { decide, decisionPolicySchema, expectedRises, type DecisionPolicy, type Decision, type Evidence } from './detectors/policy.js';
+export { POPULATION_FEATURES, PopulationScorer, inlineTrainer, trainPopulationModel, type PopulationOptions, type PopulationScore, type PopulationTrainer } from './detectors/population.js';
+export { WorkerTrainer, sharedWorkerTrainer } from './detectors/population-trainer.js';
+export { scopeOf, verdictId, type Scope, type Verdict } from './detectors/verdict.js';
 
 export { RuleLifecycle, ruleLifecycleSchema, matchOf, ruleIdOf, ruleChangeLine, type RuleChange } from './rules/lifecycle.js';
 

@@ -13,6 +13,8 @@
  *   ml-isolation-forest: AUC on labelled sets, fit time, scoring throughput (bench/forest-bench.ts).
  * - temporal: every univariate detector on labelled series of spikes, bursts, steps and ramps,
  *   with a NAB-style score (bench/temporal-bench.ts).
+ * - detectors: the entity scorer's cost per closed window, population off, fits inline and fits
+ *   in a worker, against the window engine's time for the same windows (bench/detector-cost.ts).
  *
  * Knobs (environment): BENCH_SECTIONS (comma-separated, default all; sections not run keep
  * their previous text in RESULTS.md), BENCH_ROUNDS (default 3, replay and windows),
@@ -31,11 +33,12 @@ import { replay } from '../cli/replay.js';
 import { DEFAULT_SCENARIOS, generateTraffic } from '../cli/traffic.js';
 import { parseConfig } from '../config.js';
 import { validateRequestLog } from '../schemas/codec.js';
+import { runDetectorCostBench } from './detector-cost.js';
 import { runForestBench } from './forest-bench.js';
 import { runTemporalBench } from './temporal-bench.js';
 import { runWindowsBench, windowsMarkdown } from './windows-bench.js';
 
-const SECTIONS = ['replay', 'windows', 'cardinality', 'forest', 'temporal'] as const;
+const SECTIONS = ['replay', 'windows', 'cardinality', 'forest', 'temporal', 'detectors'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 1_000_000);
@@ -227,6 +230,7 @@ const TITLES: Record<Section, string> = {
   cardinality: '## Cardinality attack: memory and heavy hitters under a flood of new fingerprints',
   forest: '## Isolation forest against scikit-learn and ml-isolation-forest',
   temporal: '## Temporal detectors on a labelled evaluation of spikes, bursts, steps and ramps',
+  detectors: '## Detector cost per scored window',
 };
 
 /** The sections of the current RESULTS.md, to keep those not run this time. */
@@ -250,7 +254,7 @@ function writeResults(done: Partial<Record<Section, string>>): string {
   const parts = [
     '# Benchmark results',
     '',
-    'Written by `npm run bench` (bench/run.ts). Sections: replay against decoding, sliding windows against a naive engine, a cardinality attack, the isolation forest, and the temporal detectors ' +
+    'Written by `npm run bench` (bench/run.ts). Sections: replay against decoding, sliding windows against a naive engine, a cardinality attack, the isolation forest, the temporal detectors, and the detectors\' cost per window ' +
       '(`BENCH_SECTIONS=windows npm run bench` reruns one and keeps the others). The machine is shared and noisy, so the figures to read are ' +
       'the **ratios** between runs made in the same process (or script) on the same input; absolute figures are given for scale only. ' +
       'Each section says when and on what it ran.',
@@ -278,7 +282,11 @@ for (const s of selected) {
     else if (s === 'windows') body = windowsSection() + `\n${knobs(['BENCH_WINDOWS', 'BENCH_ROUNDS'])}`;
     else if (s === 'cardinality') body = (await cardinalitySection()) + `\n${knobs(['BENCH_CARDINALITY'])}`;
     else if (s === 'forest') body = `${TITLES.forest}\n\nRun on ${today()}; ${machine}.\n\n${runForestBench(benchDir)}\n${knobs(['BENCH_FOREST'])}`;
-    else body = `${TITLES.temporal}\n\nRun on ${today()}; ${machine}.\n\n${runTemporalBench()}\n${knobs(['BENCH_TEMPORAL'])}`;
+    else if (s === 'temporal') body = `${TITLES.temporal}\n\nRun on ${today()}; ${machine}.\n\n${runTemporalBench()}\n${knobs(['BENCH_TEMPORAL'])}`;
+    else {
+      const script = new URL(here.includes('/dist/') ? '../detectors/population-worker.js' : '../dist/detectors/population-worker.js', import.meta.url);
+      body = `${TITLES.detectors}\n\nRun on ${today()}; ${machine}.\n\n${await runDetectorCostBench(script)}\n${knobs(['BENCH_DETECTORS', 'BENCH_ROUNDS'])}`;
+    }
     done[s] = `${body.trimEnd()} Code measured: ${codeState()}. Section wall time: ${((Date.now() - started) / 1000).toFixed(0)} s.\n`;
   } catch (err) {
     // A failed section (the windows self-check, a crashed child) aborts the bench, but what ran is written.

@@ -517,7 +517,7 @@ async function main(o: EvalOptions, command: string): Promise<boolean> {
 
 const program = new Command('eval')
   .description('Detector quality on the simulator, in one process: detection and latency of each attack, benign entities flagged in benign surges, false flags, and the collateral of the rules, against the bars.')
-  .addOption(new Option('--seeds <list>', 'comma-separated seeds; each run is repeated per seed').argParser(seedsArg).default([1, 2, 3], '1,2,3'))
+  .addOption(new Option('--seeds <list>', 'comma-separated seeds; each run is repeated per seed').argParser(seedsArg).default([1, 2, 3, 4, 5, 6, 7, 8], '1-8: 1,2,3,4,5,6,7,8'))
   .addOption(new Option('--duration <d>', 'event time per run, e.g. 12m (bursts need ≥ 9m for the 6-minute warm-up)').argParser(parseDuration).default(12 * 60_000, '12m'))
   .addOption(new Option('--rate <rps>', 'benign requests per second').argParser(rateArg).default(300))
   .addOption(new Option('--runs <list>', `comma-separated runs: ${RUNS.map((r) => r.name).join(', ')}`).argParser(runsArg).default([...RUNS], 'all'))

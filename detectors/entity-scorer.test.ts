@@ -291,7 +291,6 @@ describe('EntityScorer checkpoints', () => {
     ['a count that is not an integer', (s) => ({ ...s, requests: { ...s.requests, count: 1.5 } }), /'requests': 'count' must be a non-negative integer/],
     ['a ring of another history', (s) => ({ ...s, requests: { count: 20, values: new Array(12).fill(1) } }), /'requests': 'values' has 12 items, expected 8 for count 20 and history 8/],
     ['a non-finite value', (s) => ({ ...s, requests: { ...s.requests, values: [1, null, 1] } }), /'requests': values\[1\] must be a finite number/],
-    ['a missing secondary feature', (s) => ({ ...s, secondary: { ...s.secondary, post_share: undefined } }), /'secondary' lacks 'post_share'/],
     ['an unknown secondary feature', (s) => ({ ...s, secondary: { ...s.secondary, bytes: s.requests } }), /unknown secondary feature 'bytes'/],
     ['a malformed secondary baseline', (s) => ({ ...s, secondary: { ...s.secondary, unique_ips: [] } }), /'secondary.unique_ips': expected an object/],
   ])('restoreEntity rejects %s with a TypeError', (_name, mutate, message) => {
@@ -302,6 +301,17 @@ describe('EntityScorer checkpoints', () => {
     expect(() => b.restoreEntity('asn', 'x', bad)).toThrow(TypeError);
     expect(() => b.restoreEntity('asn', 'x', bad)).toThrow(message);
     expect(b.size.asn).toBe(0);
+  });
+
+  it('restores a state written before a secondary feature existed, with an empty baseline for it', () => {
+    const a = new EntityScorer(small, 'test');
+    for (let i = 0; i < 3; i++) a.scoreWindow(windowOf(i, [row('x', i, 30)]));
+    // As if unique_paths had been added after the state was written.
+    const { unique_paths: _up, ...older } = (a.entityState('asn', 'x') as EntityStateJSON).secondary;
+    const b = new EntityScorer(small, 'test');
+    b.restoreEntity('asn', 'x', { ...a.entityState('asn', 'x'), secondary: older });
+    expect(b.entityState('asn', 'x')?.secondary.unique_paths).toEqual({ count: 0, values: [] });
+    expect(b.entityState('asn', 'x')?.secondary.post_share).toEqual(a.entityState('asn', 'x')?.secondary.post_share);
   });
 
   it('keeps no change set when told to (replay never checkpoints)', () => {

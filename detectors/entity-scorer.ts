@@ -150,10 +150,12 @@ class EntityState {
     for (const k of Object.keys(byName)) {
       if (!SECONDARY.some((f) => f.name === k)) malformed(W, `unknown secondary feature '${k}'; known: ${SECONDARY.map((f) => f.name).join(', ')}`);
     }
-    const secondary = SECONDARY.map((f) => {
-      if (!(f.name in byName)) malformed(W, `'secondary' lacks '${f.name}'`);
-      return RobustDeviation.fromBaselineJSON(f.pct ? options.share : options.count, byName[f.name], `${W}: 'secondary.${f.name}'`);
-    });
+    // A feature added since the state was written starts with an empty baseline (forward compatibility).
+    const secondary = SECONDARY.map((f) =>
+      f.name in byName
+        ? RobustDeviation.fromBaselineJSON(f.pct ? options.share : options.count, byName[f.name], `${W}: 'secondary.${f.name}'`)
+        : new RobustDeviation(f.pct ? options.share : options.count),
+    );
     const st = new EntityState(o.seq, requests, secondary);
     st.mass = o.mass;
     st.last = o.v === 1 ? Number.NaN : (o.last as number);

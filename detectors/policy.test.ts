@@ -88,6 +88,15 @@ describe('expectedRises (surge normalisation by cohort)', () => {
     expect(calm.ja4.get('headless')).toBeUndefined();
   });
 
+  it('leaves sparse pairs out of the surroundings: showing up with a few requests against a median of 0 is not a rise', () => {
+    const pairs: PairTraffic[] = [{ asn: 'cloud', ja4: 'headless', requests: 140, typical: 18 }];
+    // Forty sparse pairs of the same fingerprint elsewhere, each present with 2 requests, median 0 or 1.
+    for (let a = 0; a < 40; a++) pairs.push({ asn: `net${a}`, ja4: 'headless', requests: 2, typical: a % 2 });
+    // And forty sparse fingerprints in the same network.
+    for (let j = 0; j < 40; j++) pairs.push({ asn: 'cloud', ja4: `tool${j}`, requests: 2, typical: j % 2 });
+    expect(expectedRises(policy, pairs).asn_ja4.get('cloud|headless')).toBeUndefined();
+  });
+
   it('is off when disabled', () => {
     const r = expectedRises(decisionPolicySchema.parse({ surge: { enabled: false } }), crowd(4, null));
     expect(r.asn.size + r.ja4.size + r.asn_ja4.size).toBe(0);

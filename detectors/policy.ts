@@ -86,6 +86,9 @@ export function decide(policy: DecisionPolicy, e: Evidence): Decision {
   return { score, profile, anomalous: score >= policy.threshold && e.requests >= policy.min_requests };
 }
 
+/** Typical requests per window a pair needs to be part of the surroundings of others ({@link expectedRises}). */
+const MIN_PAIR_TYPICAL = 5;
+
 /** One asn×ja4 pair's window, for {@link expectedRises}. */
 export interface PairTraffic {
   asn: string;
@@ -113,8 +116,8 @@ export interface ExpectedRises {
  *   surges, or a surging browser in a quiet network, explains nothing;
  * - an ASN A: the typical-weighted median, over its pairs, of the rise of each J without A;
  * - a JA4 J: the typical-weighted median, over its pairs, of the rise of each A without J.
- * A rise is (requests + 1) / (typical + 1) of the rest; a rest with typical below `min_typical`
- * explains nothing. Rises below 1 count as 1 (only rises are normalised). Medians, so that one
+ * A rise is (requests + 1) / (typical + 1) of the rest, summed over its pairs with a typical of
+ * at least 5; a rest with typical below `min_typical` explains nothing. Rises below 1 count as 1 (only rises are normalised). Medians, so that one
  * surging neighbour (an attack elsewhere) does not excuse an entity.
  */
 export function expectedRises(policy: DecisionPolicy, pairs: readonly PairTraffic[]): ExpectedRises {
@@ -130,13 +133,21 @@ export function expectedRises(policy: DecisionPolicy, pairs: readonly PairTraffi
       x.t += p.typical;
     } else m.set(k, { r: p.requests, t: p.typical });
   };
+  // Only pairs with a typical of at least MIN_PAIR_TYPICAL make up the surroundings. A sparse
+  // pair's median is 0 or 1 while it shows up in a window with a few requests, and a pair absent
+  // from the window is not in it at all: summed over many sparse pairs, that biases the rise up
+  // (a quiet fingerprint's rest "rose" 1.4x with nothing going on).
+  const counted = (p: PairTraffic): boolean => p.typical >= MIN_PAIR_TYPICAL;
   for (const p of pairs) {
+    if (!counted(p)) continue;
     add(byAsn, p.asn, p);
     add(byJa4, p.ja4, p);
   }
-  const rest = (tot: { r: number; t: number }, p: PairTraffic): number => {
-    const t = tot.t - p.typical;
-    return t >= minT ? Math.max(1, (tot.r - p.requests + 1) / (t + 1)) : 1;
+  const none = { r: 0, t: 0 };
+  const rest = (tot: { r: number; t: number } | undefined, p: PairTraffic): number => {
+    const own = counted(p) ? p : { requests: 0, typical: 0 };
+    const t = (tot ?? none).t - own.typical;
+    return t >= minT ? Math.max(1, ((tot ?? none).r - own.requests + 1) / (t + 1)) : 1;
   };
   const asnVotes = new Map<string, { v: number; w: number }[]>();
   const ja4Votes = new Map<string, { v: number; w: number }[]>();
@@ -147,8 +158,8 @@ export function expectedRises(policy: DecisionPolicy, pairs: readonly PairTraffi
     else m.set(k, [{ v, w }]);
   };
   for (const p of pairs) {
-    const asnRest = rest(byAsn.get(p.asn) as { r: number; t: number }, p);
-    const ja4Rest = rest(byJa4.get(p.ja4) as { r: number; t: number }, p);
+    const asnRest = rest(byAsn.get(p.asn), p);
+    const ja4Rest = rest(byJa4.get(p.ja4), p);
     const e = Math.min(asnRest, ja4Rest);
     if (e > 1) out.asn_ja4.set(`${p.asn}|${p.ja4}`, e);
     vote(asnVotes, p.asn, ja4Rest, p.typical);

@@ -12,7 +12,7 @@
  * drift by design: its figure is shown, not held to the bar). Exit code 0 unless `--strict`
  * and a bar fails.
  */
-import { execFileSync } from 'node:child_process';
+import { codeState as codeStateOf } from './code-state.js';
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -287,16 +287,6 @@ function capped(items: readonly string[], max: number, sep = ', '): string {
 // ---------------------------------------------------------------------------------------
 // Report
 
-function codeState(): string {
-  try {
-    const git = (...args: string[]): string => execFileSync('git', args, { cwd: join(benchDir, '..'), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const head = git('rev-parse', '--short', 'HEAD');
-    const dirty = git('status', '--porcelain', '--untracked-files=no').split('\n').filter((l) => l !== '').length;
-    return dirty ? `commit ${head} plus uncommitted changes to ${dirty} tracked files` : `commit ${head}`;
-  } catch {
-    return 'commit unknown (no git)';
-  }
-}
 
 function markdown(results: readonly RunResult[], barResults: readonly BarResult[], o: EvalOptions, config: Config, modelVersion: string, command: string, wallMs: number): string {
   const L: string[] = [];
@@ -305,7 +295,7 @@ function markdown(results: readonly RunResult[], barResults: readonly BarResult[
   L.push('# Detector quality evaluation', '');
   L.push(
     `Written by \`npm run eval\` (bench/eval.ts) on ${new Date().toISOString().slice(0, 10)}; Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}. ` +
-      `Code measured: ${codeState()}. Total wall time ${secs(wallMs)}.`,
+      `Code measured: ${codeStateOf(join(benchDir, '..'))}. Total wall time ${secs(wallMs)}.`,
     '',
     `Command: \`${command}\``,
     '',

@@ -23,7 +23,7 @@
  * BENCH_CARDINALITY_* knobs of bench/cardinality.ts, BENCH_FOREST_ROWS (rows scored for
  * throughput, default 1 000 000).
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +33,7 @@ import { replay } from '../cli/replay.js';
 import { DEFAULT_SCENARIOS, generateTraffic } from '../cli/traffic.js';
 import { parseConfig } from '../config.js';
 import { validateRequestLog } from '../schemas/codec.js';
+import { codeState as codeStateOf } from './code-state.js';
 import { runDetectorCostBench } from './detector-cost.js';
 import { runForestBench } from './forest-bench.js';
 import { runTemporalBench } from './temporal-bench.js';
@@ -51,18 +52,7 @@ const file = join(dataDir, `requests-${EVENTS}.avro`);
 const resultsFile = join(benchDir, 'RESULTS.md');
 const machine = `Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}`;
 const today = (): string => new Date().toISOString().slice(0, 10);
-
-/** The code measured: commit, and how many files differ from it (figures of a dirty tree are not the commit's). */
-function codeState(): string {
-  try {
-    const git = (...args: string[]): string => execFileSync('git', args, { cwd: join(benchDir, '..'), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const head = git('rev-parse', '--short', 'HEAD');
-    const dirty = git('status', '--porcelain', '--untracked-files=no').split('\n').filter((l) => l !== '').length;
-    return dirty ? `commit ${head} plus uncommitted changes to ${dirty} tracked files` : `commit ${head}`;
-  } catch {
-    return 'commit unknown (no git)';
-  }
-}
+const codeState = (): string => codeStateOf(join(benchDir, '..'));
 
 function selectedSections(): Section[] {
   const raw = process.env.BENCH_SECTIONS;

@@ -996,6 +996,28 @@ interface Source {
   rng: Random;
 }
 
+/**
+ * A benign surge's source: candidates at `peak` req/s (Poisson) over the burst, thinned by a
+ * linear ramp of `rampMs` up and down; `make` builds the request of a kept candidate.
+ */
+function rampedSource(r: Random, b: LabelledBurst, peak: number, rampMs: number, make: (t: number) => RequestLog): Source {
+  return {
+    next: b.startMs + (r.exp() / peak) * 1000,
+    label: null,
+    rng: r,
+    emit(t) {
+      this.next = t + (r.exp() / peak) * 1000;
+      if (t >= b.endMs) {
+        this.next = Infinity;
+        return null;
+      }
+      const f = Math.min(1, (t - b.startMs) / rampMs, (b.endMs - t) / rampMs);
+      if (r.next() >= f) return null;
+      return make(t);
+    },
+  };
+}
+
 function validate(opts: TrafficOptions): void {
   if (!Number.isSafeInteger(opts.seed)) throw new ConfigError('seed', `must be an integer, got ${opts.seed}`);
   if (!Number.isSafeInteger(opts.startMs) || opts.startMs <= 0) {
@@ -1172,24 +1194,14 @@ export function* generateTraffic(opts: TrafficOptions): Generator<LabelledEvent>
       if (base <= 0 || len <= 0) continue;
       const peak = base * spec.rateFactor;
       const ramp = Math.min(20_000, len / 4);
-      sources.push({
-        next: b.startMs + (r.exp() / peak) * 1000,
-        label: null,
-        rng: r,
-        emit(t) {
-          this.next = t + (r.exp() / peak) * 1000;
-          if (t >= b.endMs) {
-            this.next = Infinity;
-            return null;
-          }
-          const f = Math.min(1, (t - b.startMs) / ramp, (b.endMs - t) / ramp);
-          if (r.next() >= f) return null;
+      sources.push(
+        rampedSource(r, b, peak, ramp, (t) => {
           const a = w.eyeballIds[w.eyeballAsns.sample(r)]!;
           const net = w.networks[a]!;
           const fam = net.browserFamilyIds[net.browserFamilies!.sample(r)]!;
           return benignRecord(r, t, a, fam, Profile.Launch);
-        },
-      });
+        }),
+      );
       continue;
     }
     if (b.name === 'push_notification') {
@@ -1201,22 +1213,12 @@ export function* generateTraffic(opts: TrafficOptions): Generator<LabelledEvent>
       const humanShare = human / net.familyWeights.reduce((x, y) => x + y, 0);
       const peak = base * net.share * humanShare * (spec.rateFactor - 1);
       const ramp = Math.min(10_000, len / 4);
-      sources.push({
-        next: b.startMs + (r.exp() / peak) * 1000,
-        label: null,
-        rng: r,
-        emit(t) {
-          this.next = t + (r.exp() / peak) * 1000;
-          if (t >= b.endMs) {
-            this.next = Infinity;
-            return null;
-          }
-          const f = Math.min(1, (t - b.startMs) / ramp, (b.endMs - t) / ramp);
-          if (r.next() >= f) return null;
+      sources.push(
+        rampedSource(r, b, peak, ramp, (t) => {
           const fam = net.browserFamilyIds[net.browserFamilies!.sample(r)]!;
           return benignRecord(r, t, a, fam, FAMILIES[fam]!.profile);
-        },
-      });
+        }),
+      );
       continue;
     }
     if (b.name === 'new_client') {

@@ -997,25 +997,32 @@ interface Source {
 }
 
 /**
- * A benign surge's source: candidates at `peak` req/s (Poisson) over the burst, thinned by a
- * linear ramp of `rampMs` up and down; `make` builds the request of a kept candidate.
+ * A source of candidates at `rate` req/s (Poisson) from the burst's start to its end; `make`
+ * builds the request at a candidate's time, or null to thin it out.
  */
-function rampedSource(r: Random, b: LabelledBurst, peak: number, rampMs: number, make: (t: number) => RequestLog): Source {
+function poissonSource(r: Random, b: LabelledBurst, rate: number, make: (t: number) => RequestLog | null): Source {
   return {
-    next: b.startMs + (r.exp() / peak) * 1000,
+    next: b.startMs + (r.exp() / rate) * 1000,
     label: null,
     rng: r,
     emit(t) {
-      this.next = t + (r.exp() / peak) * 1000;
+      this.next = t + (r.exp() / rate) * 1000;
       if (t >= b.endMs) {
         this.next = Infinity;
         return null;
       }
-      const f = Math.min(1, (t - b.startMs) / rampMs, (b.endMs - t) / rampMs);
-      if (r.next() >= f) return null;
       return make(t);
     },
   };
+}
+
+/** A benign surge's source: {@link poissonSource} at `peak`, thinned by a linear ramp of `rampMs` up and down. */
+function rampedSource(r: Random, b: LabelledBurst, peak: number, rampMs: number, make: (t: number) => RequestLog): Source {
+  return poissonSource(r, b, peak, (t) => {
+    const f = Math.min(1, (t - b.startMs) / rampMs, (b.endMs - t) / rampMs);
+    if (r.next() >= f) return null;
+    return make(t);
+  });
 }
 
 function validate(opts: TrafficOptions): void {
@@ -1228,16 +1235,8 @@ export function* generateTraffic(opts: TrafficOptions): Generator<LabelledEvent>
       const pool = newClientPool(net, spec.clientIps);
       const ja4 = spec.ja4!;
       let page = r.int(40);
-      sources.push({
-        next: b.startMs + (r.exp() / rate) * 1000,
-        label: null,
-        rng: r,
-        emit(t) {
-          this.next = t + (r.exp() / rate) * 1000;
-          if (t >= b.endMs) {
-            this.next = Infinity;
-            return null;
-          }
+      sources.push(
+        poissonSource(r, b, rate, (t) => {
           const ipIdx = r.int(pool.length);
           const proto = r.next() < 0.85 ? 1 : 0;
           const x = r.next();
@@ -1274,8 +1273,8 @@ export function* generateTraffic(opts: TrafficOptions): Generator<LabelledEvent>
             protocol: PROTOCOLS[proto]!,
             challenge: 'NONE',
           };
-        },
-      });
+        }),
+      );
       continue;
     }
     const rate = base * spec.rateFactor;

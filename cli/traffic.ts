@@ -998,12 +998,13 @@ interface Source {
 
 /**
  * A source of candidates at `rate` req/s (Poisson) from the burst's start to its end; `make`
- * builds the request at a candidate's time, or null to thin it out.
+ * builds the request at a candidate's time, or null to thin it out. `label`: the scenario name
+ * on attack requests, null on benign ones.
  */
-function poissonSource(r: Random, b: LabelledBurst, rate: number, make: (t: number) => RequestLog | null): Source {
+function poissonSource(r: Random, b: LabelledBurst, rate: number, make: (t: number) => RequestLog | null, label: string | null = null): Source {
   return {
     next: b.startMs + (r.exp() / rate) * 1000,
-    label: null,
+    label,
     rng: r,
     emit(t) {
       this.next = t + (r.exp() / rate) * 1000;
@@ -1292,71 +1293,69 @@ export function* generateTraffic(opts: TrafficOptions): Generator<LabelledEvent>
         : name === 'scraper'
           ? [...FAMILIES[Fam.Headless]!.userAgents, CHROME_UAS[4]!]
           : [...FAMILIES[Fam.Curl]!.userAgents.slice(0, 2), CHROME_UAS[0]!];
-    sources.push({
-      next: b.startMs + (r.exp() / rate) * 1000,
-      label: name,
-      rng: r,
-      emit(t) {
-        this.next = t + (r.exp() / rate) * 1000;
-        if (t >= b.endMs) {
-          this.next = Infinity;
-          return null;
-        }
-        const ipIdx = r.int(pool.length);
-        let method = 'GET';
-        let host = HOST_WWW;
-        let path: string;
-        let status: number;
-        let bytes: number;
-        let proto = 1;
-        if (name === 'credential_stuffing') {
-          path = '/login';
-          proto = 0;
-          if (r.next() < 0.1) {
-            status = 200;
-            bytes = r.logNormal(14_300, 0.1);
+    sources.push(
+      poissonSource(
+        r,
+        b,
+        rate,
+        (t) => {
+          const ipIdx = r.int(pool.length);
+          let method = 'GET';
+          let host = HOST_WWW;
+          let path: string;
+          let status: number;
+          let bytes: number;
+          let proto = 1;
+          if (name === 'credential_stuffing') {
+            path = '/login';
+            proto = 0;
+            if (r.next() < 0.1) {
+              status = 200;
+              bytes = r.logNormal(14_300, 0.1);
+            } else {
+              method = 'POST';
+              status = st.credentialStuffing.sample(r);
+              bytes = r.logNormal(status === 200 ? 1_900 : 410, 0.1);
+            }
+          } else if (name === 'scraper') {
+            const k = sweepStart + sweep++;
+            // Past the catalogue's end the sweep guesses ids, which mostly do not exist.
+            const id = k < sortedIds.length ? sortedIds[k]! : sortedIds[sortedIds.length - 1]! + (k - sortedIds.length + 1) * 7;
+            path = `/product/${id}`;
+            status = k < sortedIds.length ? st.scraper.sample(r) : 404;
+            bytes = status === 200 ? r.logNormal(7_500, 0.25) : r.logNormal(3_100, 0.3);
           } else {
-            method = 'POST';
-            status = st.credentialStuffing.sample(r);
-            bytes = r.logNormal(status === 200 ? 1_900 : 410, 0.1);
+            proto = r.next() < 0.7 ? 0 : 1;
+            const x = r.next();
+            if (x < 0.35) path = '/';
+            else if (x < 0.5) path = `/?${r.int(0x7fffffff).toString(36)}`;
+            else {
+              path = `/api/search?q=${w.searchTerms[r.int(w.searchTerms.length)]!}`;
+              host = HOST_API;
+            }
+            status = st.flood.sample(r);
+            bytes = status === 200 ? r.logNormal(host === HOST_API ? 6_200 : 71_000, 0.3) : r.logNormal(600, 0.2);
           }
-        } else if (name === 'scraper') {
-          const k = sweepStart + sweep++;
-          // Past the catalogue's end the sweep guesses ids, which mostly do not exist.
-          const id = k < sortedIds.length ? sortedIds[k]! : sortedIds[sortedIds.length - 1]! + (k - sortedIds.length + 1) * 7;
-          path = `/product/${id}`;
-          status = k < sortedIds.length ? st.scraper.sample(r) : 404;
-          bytes = status === 200 ? r.logNormal(7_500, 0.25) : r.logNormal(3_100, 0.3);
-        } else {
-          proto = r.next() < 0.7 ? 0 : 1;
-          const x = r.next();
-          if (x < 0.35) path = '/';
-          else if (x < 0.5) path = `/?${r.int(0x7fffffff).toString(36)}`;
-          else {
-            path = `/api/search?q=${w.searchTerms[r.int(w.searchTerms.length)]!}`;
-            host = HOST_API;
-          }
-          status = st.flood.sample(r);
-          bytes = status === 200 ? r.logNormal(host === HOST_API ? 6_200 : 71_000, 0.3) : r.logNormal(600, 0.2);
-        }
-        return {
-          timestamp: Math.floor(t),
-          request_id: idPrefix + (counter++).toString(36),
-          client_ip: pool[ipIdx]!,
-          asn: net.asn,
-          country: net.country,
-          ja4,
-          user_agent: uas[ipIdx % uas.length]!,
-          method,
-          host,
-          path,
-          status,
-          response_bytes: bytes,
-          protocol: PROTOCOLS[proto]!,
-          challenge: 'NONE',
-        };
-      },
-    });
+          return {
+            timestamp: Math.floor(t),
+            request_id: idPrefix + (counter++).toString(36),
+            client_ip: pool[ipIdx]!,
+            asn: net.asn,
+            country: net.country,
+            ja4,
+            user_agent: uas[ipIdx % uas.length]!,
+            method,
+            host,
+            path,
+            status,
+            response_bytes: bytes,
+            protocol: PROTOCOLS[proto]!,
+            challenge: 'NONE',
+          };
+        },
+        name,
+      ),
+    );
   }
 
   // Late arrivals wait in a binary min-heap keyed by arrival time.

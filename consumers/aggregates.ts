@@ -11,6 +11,12 @@ export function pairKey(asn: number | string, ja4: string): string {
   return `${asn}|${ja4}`;
 }
 
+/** The ASN (as written) and the JA4 of a {@link pairKey} (the ASN holds no `|`; a JA4 may). */
+export function splitPair(entity: string): [asn: string, ja4: string] {
+  const bar = entity.indexOf('|');
+  return [entity.slice(0, bar), entity.slice(bar + 1)];
+}
+
 const STATIC_ASSET = /\.(?:js|mjs|css|png|jpe?g|gif|svg|webp|avif|ico|woff2?|ttf|map)(?:\?|$)/i;
 
 /** Whether a request path is a static asset (script, style, image, font). Computed once per record. */

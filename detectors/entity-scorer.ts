@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { EntityType, WindowAggregateRow } from '../consumers/aggregates.js';
+import { ENTITY_TYPES, splitPair, type EntityType, type WindowAggregateRow } from '../consumers/aggregates.js';
 import type { ClosedWindow } from '../consumers/windows.js';
 import { decide, decisionPolicySchema, expectedRises, type ExpectedRises, type PairTraffic } from './policy.js';
 import { POPULATION_KEY, PopulationScorer, type PopulationChange, type PopulationScore, type PopulationTrainer } from './population.js';
@@ -57,7 +57,6 @@ const SECONDARY: { name: string; of: (r: WindowAggregateRow) => number; pct?: bo
 /** Per-window decay of an entity's traffic mass (half-life about 7 windows). */
 const MASS_DECAY = 0.9;
 
-const ENTITY_TYPES = ['asn', 'ja4', 'asn_ja4'] as const;
 
 /**
  * Checkpoint form of one entity's state (a value of the scorer's changelog topic, keyed by
@@ -338,8 +337,8 @@ export class EntityScorer {
     const pairs: PairTraffic[] = [];
     for (const x of scored) {
       if (x.row.entity_type !== 'asn_ja4' || !x.main) continue;
-      const bar = x.row.entity.indexOf('|');
-      pairs.push({ asn: x.row.entity.slice(0, bar), ja4: x.row.entity.slice(bar + 1), requests: x.row.requests, typical: x.main.typical });
+      const [asn, ja4] = splitPair(x.row.entity);
+      pairs.push({ asn, ja4, requests: x.row.requests, typical: x.main.typical });
     }
     const rises: ExpectedRises = expectedRises(this.config.policy, pairs);
     const population = this.population?.score(w.rows) ?? new Map<WindowAggregateRow, PopulationScore>();
@@ -512,7 +511,7 @@ export class EntityScorer {
     }
     const policy = this.config.policy;
     // Surge normalisation: judged against typical × the common rise of its type.
-    const vol = rise > 1 ? st.requests.explain(row.requests / rise) : main;
+    const vol = rise > 1 ? st.requests.at(main, row.requests / rise) : main;
     const detectors: Record<string, number> = { 'robust_deviation.requests': main.score, volume: vol.score };
     if (pop) detectors.population = pop.score;
     // Secondary baselines only matter when the volume could make the window anomalous; scoring
@@ -606,6 +605,6 @@ export class EntityScorer {
 /** A population feature's value in words: log-scaled counts back to counts, shares as percentages. */
 function fmtFeature(name: string, v: number): string {
   if (name.startsWith('log_')) return fmt(Math.round(Math.expm1(v) * 10) / 10);
-  if (name.endsWith('_share') || name === 'path_diversity') return fmt(v, true);
+  if (name.endsWith('_share')) return fmt(v, true);
   return fmt(v);
 }

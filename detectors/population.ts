@@ -1,13 +1,13 @@
 import { median, medianAbsoluteDeviation } from 'simple-statistics';
-import type { EntityType, WindowAggregateRow } from '../consumers/aggregates.js';
+import { ENTITY_TYPES as TYPES, type EntityType, type WindowAggregateRow } from '../consumers/aggregates.js';
 import { Random, mix32 } from '../random.js';
 import { IsolationForest, type IsolationForestJSON } from './isolation-forest.js';
 
 /**
  * Population features of one entity's window: what it sends, not how much. Each is invariant
  * to the entity's size, so the biggest network growing (a push notification to its users) is not
- * an outlier, while the shape of bot traffic is: load per client (log-scaled), how paths and
- * user agents spread over clients, the busiest path's share, and the shares bots skew (auth
+ * an outlier, while the shape of bot traffic is: load per client (log-scaled), user agents per
+ * client, the busiest path's share, and the shares bots skew (auth
  * failures, POSTs, static assets, failed challenges, HTTP/1.1, server errors). Counts of
  * distinct paths or requests per client on average were tried and left out: they grow or shrink
  * with size (a big network has more requests per path and behind each NAT address). The size
@@ -28,7 +28,6 @@ export const POPULATION_FEATURES: readonly { name: string; of: (r: WindowAggrega
 ];
 
 const F = POPULATION_FEATURES.length;
-const TYPES: readonly EntityType[] = ['asn', 'ja4', 'asn_ja4'];
 
 /** Options of {@link PopulationScorer}. */
 export interface PopulationOptions {
@@ -218,12 +217,6 @@ export class PopulationScorer {
     return m?.model != null || m?.pending?.result != null;
   }
 
-  /** Whether a fit is running that the next window needs (then {@link settle} must be awaited first). */
-  get unsettled(): boolean {
-    for (const m of this.models.values()) if (m.pending && !m.pending.result && m.pending.error === undefined) return true;
-    return false;
-  }
-
   /** Waits for the fits requested so far (a no-op when the trainer answered at once). */
   async settle(): Promise<void> {
     for (const m of this.models.values()) if (m.pending) await m.pending.done;
@@ -263,7 +256,16 @@ export class PopulationScorer {
       const raw = m.forest.score(values.map((v) => normalise(m.medians, m.scales, v)));
       list.forEach((r, i) => {
         const rs = raw[i] as number;
-        out.set(r, { score: calibrate(m.calibration, rs), raw: rs, reasons: reasons(m, values[i] as number[]) });
+        const v = values[i] as number[];
+        let top: PopulationScore['reasons'] | undefined;
+        // Reasons are read for flagged windows only: worked out on first read, not for every entity.
+        out.set(r, {
+          score: calibrate(m.calibration, rs),
+          raw: rs,
+          get reasons() {
+            return (top ??= reasons(m, v));
+          },
+        });
       });
     }
     return out;

@@ -133,10 +133,19 @@ export class RobustDeviation {
     let spread = 1.4826 * medianAbsoluteDeviation(base);
     if (this.opts.noise_floor === 'poisson') spread = Math.max(spread, Math.sqrt(Math.max(typical, 1)));
     spread = Math.max(spread, this.opts.relative_floor * Math.abs(typical), this.opts.min_scale);
-    const zValue = Number.isFinite(value) ? (value - typical) / spread : 0;
+    return this.at({ typical, spread, z: 0, score: 0, n }, value);
+  }
+
+  /**
+   * `value` against the baseline of an earlier {@link explain} (no new median): for scoring
+   * other values against the same history, e.g. a count divided by a common rise.
+   */
+  at(base: Deviation, value: number): Deviation {
+    if (base.n < this.opts.warmup || base.n === 0) return { ...base, z: 0, score: 0 };
+    const zValue = Number.isFinite(value) ? (value - base.typical) / base.spread : 0;
     const h = this.opts.half_score_z;
     const score = zValue > 0 ? (zValue * zValue) / (zValue * zValue + h * h) : 0;
-    return { typical, spread, z: zValue, score, n };
+    return { typical: base.typical, spread: base.spread, z: zValue, score, n: base.n };
   }
 
   /** Score in [0, 1] of `value` (ignores the timestamp: this detector has no seasonality). */

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { EntityType } from '../consumers/aggregates.js';
+import { splitPair, type EntityType } from '../consumers/aggregates.js';
 
 /** One scored (entity, window): CONTRACTS §3. */
 export interface Verdict {
@@ -46,8 +46,8 @@ export interface Scope {
 export function scopeOf(entityType: EntityType, entity: string): Scope {
   if (entityType === 'asn') return { asn: Number(entity) };
   if (entityType === 'ja4') return { ja4: entity };
-  const bar = entity.indexOf('|');
-  return { asn: Number(entity.slice(0, bar)), ja4: entity.slice(bar + 1) };
+  const [asn, ja4] = splitPair(entity);
+  return { asn: Number(asn), ja4 };
 }
 
 /** sha256 of the entity and window, 32 hex digits. */

@@ -20,6 +20,12 @@ import type { RequestLog } from '../schemas/index.js';
 interface OpenWindow {
   start: number;
   entities: Record<EntityType, Map<string, EntityAggregate>>;
+  /** Requests of each entity in the window's last slide. */
+  newest: Record<EntityType, Map<string, number>>;
+}
+
+function countNewest(map: Map<string, number>, entity: string): void {
+  map.set(entity, (map.get(entity) ?? 0) + 1);
 }
 
 /** Counters of {@link NaiveWindows}, as in `SlidingWindows.stats`. */
@@ -79,13 +85,19 @@ export class NaiveWindows {
       for (let s = pane; s > t - this.sizeMs; s -= slide) {
         let w = this.open.get(s);
         if (!w) {
-          w = { start: s, entities: { asn: new Map(), ja4: new Map(), asn_ja4: new Map() } };
+          w = { start: s, entities: { asn: new Map(), ja4: new Map(), asn_ja4: new Map() }, newest: { asn: new Map(), ja4: new Map(), asn_ja4: new Map() } };
           this.open.set(s, w);
         }
+        const newest = pane === s + this.sizeMs - slide;
         take(w.entities.asn, 'asn', d.asn).add(r, d);
+        if (newest) countNewest(w.newest.asn, d.asn);
         if (ja4 !== null && pair !== null) {
           take(w.entities.ja4, 'ja4', ja4).add(r, d);
           take(w.entities.asn_ja4, 'asn_ja4', pair).add(r, d);
+          if (newest) {
+            countNewest(w.newest.ja4, ja4);
+            countNewest(w.newest.asn_ja4, pair);
+          }
         }
       }
       this.stats.accepted++;
@@ -114,7 +126,7 @@ export class NaiveWindows {
     for (const type of ENTITY_TYPES) {
       const entries = [...w.entities[type]];
       entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-      for (const [e, a] of entries) rows.push(a.toRow(e, start, end));
+      for (const [e, a] of entries) rows.push(a.toRow(e, start, end, w.newest[type].get(e) ?? 0));
     }
     this.ready.push({ windowStart: start, windowEnd: end, rows });
     this.stats.windowsClosed++;

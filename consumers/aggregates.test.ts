@@ -21,11 +21,11 @@ describe('EntityAggregate', () => {
           a.add(r, digestRecord(r));
         }
         const b = EntityAggregate.fromJSON(JSON.parse(JSON.stringify(a)));
-        expect(b.toRow('e', 0, 60_000)).toEqual(a.toRow('e', 0, 60_000));
+        expect(b.toRow('e', 0, 60_000, 0)).toEqual(a.toRow('e', 0, 60_000, 0));
         const more = log(n + 1, '192.0.2.1', '/new');
         a.add(more, digestRecord(more));
         b.add(more, digestRecord(more));
-        expect(b.toRow('e', 0, 60_000)).toEqual(a.toRow('e', 0, 60_000));
+        expect(b.toRow('e', 0, 60_000, 0)).toEqual(a.toRow('e', 0, 60_000, 0));
       }),
       { numRuns: 25 },
     );
@@ -51,7 +51,7 @@ describe('EntityAggregate', () => {
     const w = (panes[0] as EntityAggregate).clone();
     w.merge(panes[1] as EntityAggregate);
     w.merge(panes[2] as EntityAggregate);
-    const row = w.toRow('64512', 0, 60_000);
+    const row = w.toRow('64512', 0, 60_000, 0);
     expect(row.requests).toBe(80_000);
     expect(Math.abs(row.unique_ips - 60_000) / 60_000).toBeLessThan(0.02);
     expect(row.requests_per_ip_max).toBeLessThanOrEqual(2);
@@ -64,7 +64,7 @@ describe('EntityAggregate', () => {
       const r = log(i, hot ? '203.0.113.9' : `198.51.${i % 200}.${i % 97}`, hot ? '/login' : `/item/${i}`);
       a.add(r, digestRecord(r));
     }
-    const row = a.toRow('64512|t13d', 0, 60_000);
+    const row = a.toRow('64512|t13d', 0, 60_000, 0);
     expect(row.top_paths[0]).toBe('/login');
     expect(row.top_path_requests[0]).toBeGreaterThanOrEqual(2_500);
     expect(row.top_path_requests[0]).toBeLessThanOrEqual(2_500 + 5_000 / 16);

@@ -226,8 +226,11 @@ export class EntityAggregate {
     );
   }
 
-  /** The wire row of CONTRACTS §5 (`--aggregates`) and ClickHouse `window_aggregates`. */
-  toRow(entity: string, windowStart: number, windowEnd: number): WindowAggregateRow {
+  /**
+   * The wire row of CONTRACTS §5 (`--aggregates`) and ClickHouse `window_aggregates`.
+   * `lastSlideRequests`: requests in the window's newest pane (its last slide).
+   */
+  toRow(entity: string, windowStart: number, windowEnd: number, lastSlideRequests: number): WindowAggregateRow {
     // Never more distinct IPs than requests (a sketch estimate can overshoot by its error).
     const uniqueIps = Math.max(1, Math.min(this.ips.estimate(), this.requests));
     // The largest guaranteed count (count − error): a lower bound within N/16 of the true maximum.
@@ -240,6 +243,7 @@ export class EntityAggregate {
       window_start: windowStart,
       window_end: windowEnd,
       requests: this.requests,
+      requests_last_slide: lastSlideRequests,
       unique_ips: this.requests === 0 ? 0 : uniqueIps,
       unique_paths: Math.min(this.paths.estimate(), this.requests),
       unique_user_agents: Math.min(this.userAgents.estimate(), this.requests),
@@ -301,6 +305,11 @@ export interface WindowAggregateRow {
   /** Epoch ms, exclusive. */
   window_end: number;
   requests: number;
+  /**
+   * Requests in the window's newest slide (its last pane): the onset of a burst, which the whole
+   * window dilutes (a burst 15 s old is a quarter of a 60 s window).
+   */
+  requests_last_slide: number;
   unique_ips: number;
   unique_paths: number;
   unique_user_agents: number;

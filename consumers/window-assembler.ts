@@ -49,6 +49,12 @@ class EntitySlide {
     return this.items.length === 0;
   }
 
+  /** Requests in the pane starting at `pane` if it is the newest held, else 0 (the entity had no data in it). */
+  requestsOfNewest(pane: number): number {
+    const last = this.items[this.items.length - 1];
+    return last !== undefined && last.pane === pane ? last.agg.requests : 0;
+  }
+
   private blockOf(pane: number): number {
     return Math.floor(pane / this.sizeMs);
   }
@@ -402,7 +408,7 @@ export class WindowAssembler {
     const rows: WindowAggregateRow[] = [];
     for (const type of ENTITY_TYPES) {
       const slides = this.slides[type];
-      const entries: [string, EntityAggregate][] = [];
+      const entries: [string, EntityAggregate, number][] = [];
       for (const [e, sl] of slides) {
         sl.evictBefore(start);
         if (sl.empty) {
@@ -410,10 +416,10 @@ export class WindowAssembler {
           continue;
         }
         const agg = sl.query(start);
-        if (agg) entries.push([e, agg]);
+        if (agg) entries.push([e, agg, sl.requestsOfNewest(end - this.slideMs)]);
       }
       entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-      for (const [e, a] of entries) rows.push(a.toRow(e, start, end));
+      for (const [e, a, newest] of entries) rows.push(a.toRow(e, start, end, newest));
     }
     this.ready.push({ windowStart: start, windowEnd: end, rows });
     this.emittedData = true;

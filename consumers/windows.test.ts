@@ -12,9 +12,10 @@ function log(timestamp: number, asn: number, ja4: string | null, ip: string): Re
 
 const cfg = windowConfigSchema.parse({ size_ms: 6_000, slide_ms: 2_000, allowed_lateness_ms: 1_000 });
 
-function flatten(windows: ClosedWindow[]): Map<string, [number, number]> {
-  const out = new Map<string, [number, number]>();
-  for (const w of windows) for (const r of w.rows) out.set(`${r.entity_type}/${r.entity}/${r.window_start}`, [r.requests, r.unique_ips]);
+/** Requests, distinct IPs and requests in the newest slide of each (entity, window). */
+function flatten(windows: ClosedWindow[]): Map<string, [number, number, number]> {
+  const out = new Map<string, [number, number, number]>();
+  for (const w of windows) for (const r of w.rows) out.set(`${r.entity_type}/${r.entity}/${r.window_start}`, [r.requests, r.unique_ips, r.requests_last_slide]);
   return out;
 }
 
@@ -22,9 +23,9 @@ function flatten(windows: ClosedWindow[]): Map<string, [number, number]> {
  * Brute force: a record is late iff its pane [p, p+slide) ended at least `lateness` before the
  * largest event time seen before it; otherwise it counts in every window that contains it.
  */
-function bruteForce(logs: RequestLog[]): Map<string, [number, number]> {
+function bruteForce(logs: RequestLog[]): Map<string, [number, number, number]> {
   const { size_ms: size, slide_ms: slide, allowed_lateness_ms: late } = cfg;
-  const acc = new Map<string, { n: number; ips: Set<string> }>();
+  const acc = new Map<string, { n: number; ips: Set<string>; newest: number }>();
   let wm = Number.NEGATIVE_INFINITY;
   for (const r of logs) {
     const t = r.timestamp;
@@ -37,14 +38,15 @@ function bruteForce(logs: RequestLog[]): Map<string, [number, number]> {
       if (r.ja4) ents.push(['ja4', r.ja4], ['asn_ja4', `${r.asn}|${r.ja4}`]);
       for (const [ty, e] of ents) {
         const k = `${ty}/${e}/${s}`;
-        const a = acc.get(k) ?? { n: 0, ips: new Set<string>() };
+        const a = acc.get(k) ?? { n: 0, ips: new Set<string>(), newest: 0 };
         a.n++;
         a.ips.add(r.client_ip);
+        if (pane === s + size - slide) a.newest++;
         acc.set(k, a);
       }
     }
   }
-  return new Map([...acc].map(([k, v]) => [k, [v.n, v.ips.size]]));
+  return new Map([...acc].map(([k, v]) => [k, [v.n, v.ips.size, v.newest]]));
 }
 
 /** The records of one partition that brute force accepts (not late). */
@@ -114,7 +116,7 @@ describe('SlidingWindows', () => {
           }
           closed.push(...w.closeAll());
           // Lateness is judged per partition; the windows then sum the partitions.
-          const expected = new Map<string, [number, number]>();
+          const expected = new Map<string, [number, number, number]>();
           const ips = new Map<string, Set<string>>();
           for (const logs of byPart) {
             const accepted = bruteForceAccepted(logs);
@@ -127,7 +129,9 @@ describe('SlidingWindows', () => {
                   const set = ips.get(k) ?? new Set<string>();
                   set.add(r.client_ip);
                   ips.set(k, set);
-                  expected.set(k, [(expected.get(k)?.[0] ?? 0) + 1, set.size]);
+                  const prev = expected.get(k);
+                  const newest = ws === Math.floor(r.timestamp / cfg.slide_ms) * cfg.slide_ms - cfg.size_ms + cfg.slide_ms ? 1 : 0;
+                  expected.set(k, [(prev?.[0] ?? 0) + 1, set.size, (prev?.[2] ?? 0) + newest]);
                 }
               }
             }

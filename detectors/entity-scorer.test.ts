@@ -14,8 +14,17 @@ function noisy(i: number): number {
 }
 
 function row(entity: string, start: number, requests: number, ips = 10, type: EntityType = 'asn', authFailures = 0): WindowAggregateRow {
-  const r = new EntityAggregate(type).toRow(entity, start, start + 60_000);
-  return { ...r, requests, unique_ips: ips, requests_per_ip_max: Math.ceil(requests / ips), status_401: authFailures, unique_paths: Math.min(requests, 3 + (requests % 7)) };
+  // Steady traffic: a sixth of the window in its newest slide.
+  const r = new EntityAggregate(type).toRow(entity, start, start + 60_000, Math.round(requests / 6));
+  return {
+    ...r,
+    requests,
+    unique_ips: ips,
+    requests_per_ip_max: Math.ceil(requests / ips),
+    requests_per_ip_mean: requests / ips,
+    status_401: authFailures,
+    unique_paths: Math.min(requests, 3 + (requests % 7)),
+  };
 }
 
 function windowOf(start: number, rows: WindowAggregateRow[]): ClosedWindow {
@@ -133,6 +142,27 @@ describe('EntityScorer decisions', () => {
     expect(fresh?.reasons.some((r) => /^population: outlier among active asn entities this window \(score 0\.\d+\): \w+/.test(r))).toBe(true);
   });
 
+  it('catches a burst in the slide it starts (the onset view), which the whole window dilutes below the threshold', () => {
+    /** 60 requests a window from 30 IPs, 10 in each slide; from window 30 a bot adds 45 failing logins from 2 IPs in the newest slide. */
+    const run = (onsetVisible: boolean): Verdict | undefined => {
+      const s = new EntityScorer(config, 'test');
+      for (let i = 0; i < 30; i++) s.scoreWindow(windowOf(i * 10_000, [...people(i * 10_000), row('64999', i * 10_000, 60, 30)]));
+      const t = 300_000;
+      const burst = { ...row('64999', t, 105, 32, 'asn', 45), requests_last_slide: onsetVisible ? 55 : 10 };
+      return s.scoreWindow(windowOf(t, [...people(t), burst])).find((v) => v.entity === '64999');
+    };
+    const v = run(true);
+    expect(v?.anomalous).toBe(true);
+    expect(v?.detectors.onset).toBeGreaterThan(v?.detectors['robust_deviation.requests'] as number);
+    expect(v?.features.requests_last_slide).toBe(55);
+    expect(v?.typical.requests_last_slide).toBe(10);
+    expect(v?.reasons.some((r) => /^onset: 55 requests in the last 10 s vs typical 10 \(median of last 30 slides, spread [\d.]+\): 5\.5x typical, \+\d+\.\d robust deviations$/.test(r))).toBe(true);
+    // The same window with the burst spread evenly: the window alone does not reach the threshold.
+    const diluted = run(false);
+    expect(diluted?.anomalous).toBe(false);
+    expect(diluted?.detectors.onset).toBeUndefined();
+  });
+
   it('adapts to a new client that stays steady: flagged at first, its level accepted after adapt_after_windows', () => {
     const run = (adaptAfter: number): boolean[] => {
       const s = new EntityScorer(entityScorerSchema.parse({ ...config, policy: { adapt_after_windows: adaptAfter } }), 'test');
@@ -196,9 +226,9 @@ describe('EntityScorer checkpoints', () => {
     const a = new EntityScorer(small, 'test');
     for (let i = 0; i < 11; i++) a.scoreWindow(windowOf(i * 10_000, [row('64512', i * 10_000, 40 + i, 4, 'asn', i % 3)]));
     const snap = a.entityState('asn', '64512');
-    expect(snap).toMatchObject({ v: 3, seq: 0, last: 100_000, streak: 0, requests: { count: 11 } });
+    expect(snap).toMatchObject({ v: 4, seq: 0, last: 100_000, streak: 0, requests: { count: 11 }, slide: { count: 11 } });
     expect(snap?.requests.values).toHaveLength(8); // a full ring
-    expect(Object.keys(snap?.secondary ?? {})).toEqual(['unique_ips', 'requests_per_ip_max', 'auth_failure_share', 'post_share', 'unique_paths']);
+    expect(Object.keys(snap?.secondary ?? {})).toEqual(['unique_ips', 'requests_per_ip_max', 'requests_per_ip_mean', 'auth_failure_share', 'post_share', 'unique_paths']);
     expect(a.entityState('asn', 'nobody')).toBeNull();
     const b = new EntityScorer(small, 'test');
     b.restoreEntity('asn', '64512', JSON.parse(JSON.stringify(snap)));
@@ -281,7 +311,7 @@ describe('EntityScorer checkpoints', () => {
 
   it.each<[string, (s: EntityStateJSON) => unknown, RegExp]>([
     ['a non-object', () => 42, /expected an object/],
-    ['another version', (s) => ({ ...s, v: 4 }), /unsupported version 'v': 4/],
+    ['another version', (s) => ({ ...s, v: 5 }), /unsupported version 'v': 5 \(expected 1 to 4\)/],
     ['a version 3 state without last', (s) => ({ ...s, last: undefined }), /'last' must be an integer/],
     ['a negative streak', (s) => ({ ...s, streak: -1 }), /'streak' must be a non-negative integer/],
     ['a streak in a version 2 state', (s) => ({ ...s, v: 2 }), /unknown key 'streak' in a v2 state/],
@@ -318,7 +348,7 @@ describe('EntityScorer checkpoints', () => {
     const s = new EntityScorer(small, 'test', { trackChanges: false });
     s.scoreWindow(windowOf(0, [row('a', 0, 50)]));
     expect(() => s.takeChanges()).toThrow(/trackChanges/);
-    expect(s.entityState('asn', 'a')).toMatchObject({ v: 3, mass: 50, last: 0 });
+    expect(s.entityState('asn', 'a')).toMatchObject({ v: 4, mass: 50, last: 0 });
   });
 
   it('rejects an unknown entity type', () => {
@@ -470,12 +500,27 @@ describe('EntityScorer checkpoints', () => {
     const a = new EntityScorer(small, 'test');
     a.scoreWindow(windowOf(0, [row('x', 0, 40)]));
     const [c] = a.takeChanges();
-    const { last: _last, streak: _streak, ...rest } = c?.state as EntityStateJSON;
+    const { last: _last, streak: _streak, slide: _slide, ...rest } = c?.state as EntityStateJSON;
     const b = new EntityScorer(small, 'test');
     b.restoreEntity('asn', 'x', { ...rest, v: 1 });
     const next = windowOf(10_000, [row('x', 10_000, 41)]);
     expect(b.scoreWindow(next)).toEqual(a.scoreWindow(next));
-    expect(b.entityState('asn', 'x')).toEqual(a.entityState('asn', 'x'));
+    // Everything but the onset baseline, which v1 did not have: it starts empty.
+    const { slide: slideB, ...restB } = b.entityState('asn', 'x') as EntityStateJSON;
+    const { slide: slideA, ...restA } = a.entityState('asn', 'x') as EntityStateJSON;
+    expect(restB).toEqual(restA);
+    expect([slideA?.count, slideB?.count]).toEqual([2, 1]);
+  });
+
+  it('reads version 3 states (no onset baseline) with an empty one, and rejects a v4 state without it', () => {
+    const a = new EntityScorer(small, 'test');
+    for (let i = 0; i < 4; i++) a.scoreWindow(windowOf(i * 10_000, [row('x', i * 10_000, 40)]));
+    const { slide: _slide, ...v3 } = a.entityState('asn', 'x') as EntityStateJSON;
+    const b = new EntityScorer(small, 'test');
+    b.restoreEntity('asn', 'x', { ...v3, v: 3 });
+    expect(b.entityState('asn', 'x')).toEqual({ ...v3, v: 4, slide: { count: 0, values: [] } });
+    expect(() => b.restoreEntity('asn', 'x', { ...v3, v: 4 })).toThrow("'slide' is missing from a v4 state");
+    expect(() => b.restoreEntity('asn', 'x', { ...v3, v: 3, slide: v3.requests })).toThrow("unknown key 'slide' in a v3 state");
   });
 });
 

@@ -46,13 +46,18 @@ export type EntityScorerConfig = z.infer<typeof entityScorerSchema>;
  * typical. Those marked `shift` are bot-indicative: their rise is the feature evidence of the
  * ensemble (more of the same people raise counts, not these shares or the load per client).
  */
-const SECONDARY: { name: string; of: (r: WindowAggregateRow) => number; pct?: boolean; shift?: boolean }[] = [
-  { name: 'unique_ips', of: (r) => r.unique_ips },
-  { name: 'requests_per_ip_max', of: (r) => r.requests_per_ip_max, shift: true },
-  { name: 'auth_failure_share', of: (r) => (r.requests ? (r.status_401 + r.status_403) / r.requests : 0), pct: true, shift: true },
-  { name: 'post_share', of: (r) => (r.requests ? r.post_requests / r.requests : 0), pct: true, shift: true },
-  { name: 'unique_paths', of: (r) => r.unique_paths },
+const SECONDARY: { name: string; of: (r: WindowAggregateRow) => number; unit: Unit; shift?: boolean }[] = [
+  { name: 'unique_ips', of: (r) => r.unique_ips, unit: 'count' },
+  { name: 'requests_per_ip_max', of: (r) => r.requests_per_ip_max, unit: 'count', shift: true },
+  // The same people sending more: a surge of people (a push, a crowd) leaves it where it was.
+  { name: 'requests_per_ip_mean', of: (r) => r.requests_per_ip_mean, unit: 'ratio', shift: true },
+  { name: 'auth_failure_share', of: (r) => (r.requests ? (r.status_401 + r.status_403) / r.requests : 0), unit: 'share', shift: true },
+  { name: 'post_share', of: (r) => (r.requests ? r.post_requests / r.requests : 0), unit: 'share', shift: true },
+  { name: 'unique_paths', of: (r) => r.unique_paths, unit: 'count' },
 ];
+
+/** How a secondary feature's spread is floored: see {@link DetectorOptions}. */
+type Unit = 'count' | 'share' | 'ratio';
 
 /** Per-window decay of an entity's traffic mass (half-life about 7 windows). */
 const MASS_DECAY = 0.9;
@@ -64,8 +69,8 @@ const MASS_DECAY = 0.9;
  * when evicting; `secondary` is keyed by feature name.
  */
 export interface EntityStateJSON {
-  /** 3; versions 1 (no `last`) and 2 (no `streak`) are still read. */
-  v: 1 | 2 | 3;
+  /** 4; versions 1 (no `last`), 2 (no `streak`) and 3 (no `slide`) are still read. */
+  v: 1 | 2 | 3 | 4;
   /** Admission order among the entities of the scorer that wrote it (an integer ≥ 0). */
   seq: number;
   /** Decayed requests per window, as of window `last`. */
@@ -76,6 +81,8 @@ export interface EntityStateJSON {
   streak?: number;
   /** Baseline of the request count. */
   requests: RobustDeviationBaselineJSON;
+  /** Baseline of the request count of the newest slide (version 4; absent before: an empty baseline). */
+  slide?: RobustDeviationBaselineJSON;
   /** Baselines of the secondary features, by name (unique_ips, requests_per_ip_max, …). */
   secondary: Record<string, RobustDeviationBaselineJSON>;
 }
@@ -89,13 +96,15 @@ export interface EntityChange {
 
 /**
  * Detector options validated once per scorer: the request baseline's, and the secondary
- * features' (counts with the same floors; shares with a floor of 2 points, so that 1% → 3% is
- * not many deviations).
+ * features' by unit: counts with the same floors; shares with a floor of 2 points, so that
+ * 1% → 3% is not many deviations; ratios (requests per IP) with a floor of 10% of typical
+ * and 0.05, so that 1.0 → 1.2 requests per IP is not many deviations either.
  */
 interface DetectorOptions {
   main: RobustDeviationOptions;
   count: RobustDeviationOptions;
   share: RobustDeviationOptions;
+  ratio: RobustDeviationOptions;
 }
 
 class EntityState {
@@ -114,19 +123,27 @@ class EntityState {
     readonly seq: number,
     /** Replaced when drift adaptation restarts the baseline. */
     public requests: RobustDeviation,
+    /** Requests of the window's newest slide (the onset view); replaced with `requests`. */
+    public slide: RobustDeviation,
     readonly secondary: RobustDeviation[],
   ) {}
 
   static fresh(seq: number, options: DetectorOptions): EntityState {
-    return new EntityState(seq, new RobustDeviation(options.main), SECONDARY.map((f) => new RobustDeviation(f.pct ? options.share : options.count)));
+    return new EntityState(
+      seq,
+      new RobustDeviation(options.main),
+      new RobustDeviation(options.main),
+      SECONDARY.map((f) => new RobustDeviation(options[f.unit])),
+    );
   }
 
   toJSON(): EntityStateJSON {
     const secondary: Record<string, RobustDeviationBaselineJSON> = {};
     SECONDARY.forEach((f, i) => (secondary[f.name] = (this.secondary[i] as RobustDeviation).baselineJSON()));
     const requests = this.requests.baselineJSON();
+    const slide = this.slide.baselineJSON();
     if (Number.isNaN(this.last)) return { v: 1, seq: this.seq, mass: this.mass, requests, secondary }; // restored from v1, not scored since
-    return { v: 3, seq: this.seq, mass: this.mass, last: this.last, streak: this.streak, requests, secondary };
+    return { v: 4, seq: this.seq, mass: this.mass, last: this.last, streak: this.streak, requests, slide, secondary };
   }
 
   static fromJSON(v: unknown, options: DetectorOptions): EntityState {
@@ -134,15 +151,20 @@ class EntityState {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) malformed(W, 'expected an object');
     const o = v as Record<string, unknown>;
     for (const k of Object.keys(o)) if (!STATE_KEYS.has(k)) malformed(W, `unknown key '${k}'`);
-    if (o.v !== 1 && o.v !== 2 && o.v !== 3) malformed(W, `unsupported version 'v': ${JSON.stringify(o.v)} (expected 1, 2 or 3)`);
+    if (o.v !== 1 && o.v !== 2 && o.v !== 3 && o.v !== 4) malformed(W, `unsupported version 'v': ${JSON.stringify(o.v)} (expected 1 to 4)`);
     // v1 had no 'last': every entity learned every window, so it was current as of the checkpoint.
     if (o.v !== 1 && (typeof o.last !== 'number' || !Number.isSafeInteger(o.last))) malformed(W, `'last' must be an integer (epoch ms), got ${JSON.stringify(o.last)}`);
     if (o.v === 1 && 'last' in o) malformed(W, "unknown key 'last' in a v1 state");
-    if (o.v === 3 && (typeof o.streak !== 'number' || !Number.isSafeInteger(o.streak) || o.streak < 0)) malformed(W, `'streak' must be a non-negative integer, got ${JSON.stringify(o.streak)}`);
-    if (o.v !== 3 && 'streak' in o) malformed(W, `unknown key 'streak' in a v${String(o.v)} state`);
+    const withStreak = o.v === 3 || o.v === 4;
+    if (withStreak && (typeof o.streak !== 'number' || !Number.isSafeInteger(o.streak) || o.streak < 0)) malformed(W, `'streak' must be a non-negative integer, got ${JSON.stringify(o.streak)}`);
+    if (!withStreak && 'streak' in o) malformed(W, `unknown key 'streak' in a v${String(o.v)} state`);
+    if (o.v === 4 && !('slide' in o)) malformed(W, "'slide' is missing from a v4 state");
+    if (o.v !== 4 && 'slide' in o) malformed(W, `unknown key 'slide' in a v${String(o.v)} state`);
     if (typeof o.seq !== 'number' || !Number.isSafeInteger(o.seq) || o.seq < 0) malformed(W, `'seq' must be a non-negative integer, got ${JSON.stringify(o.seq)}`);
     if (typeof o.mass !== 'number' || !Number.isFinite(o.mass) || o.mass < 0) malformed(W, `'mass' must be a finite number ≥ 0, got ${JSON.stringify(o.mass)}`);
     const requests = RobustDeviation.fromBaselineJSON(options.main, o.requests, `${W}: 'requests'`);
+    // Before v4 there was no onset view: its baseline starts empty and warms up as any other.
+    const slide = o.v === 4 ? RobustDeviation.fromBaselineJSON(options.main, o.slide, `${W}: 'slide'`) : new RobustDeviation(options.main);
     const sec = o.secondary;
     if (typeof sec !== 'object' || sec === null || Array.isArray(sec)) malformed(W, "'secondary' must be an object");
     const byName = sec as Record<string, unknown>;
@@ -152,18 +174,18 @@ class EntityState {
     // A feature added since the state was written starts with an empty baseline (forward compatibility).
     const secondary = SECONDARY.map((f) =>
       f.name in byName
-        ? RobustDeviation.fromBaselineJSON(f.pct ? options.share : options.count, byName[f.name], `${W}: 'secondary.${f.name}'`)
-        : new RobustDeviation(f.pct ? options.share : options.count),
+        ? RobustDeviation.fromBaselineJSON(options[f.unit], byName[f.name], `${W}: 'secondary.${f.name}'`)
+        : new RobustDeviation(options[f.unit]),
     );
-    const st = new EntityState(o.seq, requests, secondary);
+    const st = new EntityState(o.seq, requests, slide, secondary);
     st.mass = o.mass;
     st.last = o.v === 1 ? Number.NaN : (o.last as number);
-    st.streak = o.v === 3 ? (o.streak as number) : 0;
+    st.streak = withStreak ? (o.streak as number) : 0;
     return st;
   }
 }
 
-const STATE_KEYS = new Set(['v', 'seq', 'mass', 'last', 'streak', 'requests', 'secondary']);
+const STATE_KEYS = new Set(['v', 'seq', 'mass', 'last', 'streak', 'requests', 'slide', 'secondary']);
 
 function malformed(where: string, message: string): never {
   throw new TypeError(`${where}: ${message}`);
@@ -186,6 +208,8 @@ interface Scored {
   st: EntityState;
   /** Deviation of the request count from the entity's own history (null: warming up). */
   main: Deviation | null;
+  /** Deviation of the newest slide's request count from its history (null: warming up, or too few requests to matter). */
+  onset: Deviation | null;
 }
 
 /**
@@ -239,6 +263,12 @@ export class EntityScorer {
   private readonly detectorOptions: DetectorOptions;
   /** The population detector (null when disabled). */
   readonly population: PopulationScorer | null;
+  /**
+   * Fewest requests in a window's newest slide for the onset view to be worked out: below it,
+   * its deviation cannot reach the policy threshold (the spread is at least the noise floor), so
+   * it could not decide anything and costs a median for nothing.
+   */
+  private readonly onsetMin: number;
 
   constructor(
     readonly config: EntityScorerConfig,
@@ -261,9 +291,13 @@ export class EntityScorer {
       main: RobustDeviation.parseOptions(d),
       count: RobustDeviation.parseOptions(d),
       share: RobustDeviation.parseOptions({ ...d, noise_floor: 'none', relative_floor: 0, min_scale: 0.02 }),
+      ratio: RobustDeviation.parseOptions({ ...d, noise_floor: 'none', relative_floor: 0.1, min_scale: 0.05 }),
     };
     const pc = config.population;
     const pol = config.policy;
+    // score = z² / (z² + h²) ≥ threshold  ⇔  z ≥ h·√(t / (1 − t)); and z ≤ value / spread.
+    const zMin = pol.threshold >= 1 ? Number.POSITIVE_INFINITY : d.half_score_z * Math.sqrt(pol.threshold / (1 - pol.threshold));
+    this.onsetMin = zMin * (d.noise_floor === 'poisson' ? Math.max(1, d.min_scale) : d.min_scale);
     this.population = pc.enabled
       ? new PopulationScorer({
           windows: pc.windows,
@@ -276,7 +310,7 @@ export class EntityScorer {
         })
       : null;
     this.modelVersion =
-      `ensemble/2 rd(h=${d.history} w=${d.warmup} rel=${d.relative_floor})` +
+      `ensemble/3 rd(h=${d.history} w=${d.warmup} rel=${d.relative_floor})` +
       (pc.enabled ? ` if(w=${pc.windows} n=${pc.per_window} r=${pc.refit_every} s=${pc.seed})` : '') +
       ` t=${pol.threshold} vw=${pol.volume_weight} adapt=${pol.adapt_after_windows} surge=${pol.surge.enabled ? 'on' : 'off'}`;
   }
@@ -319,6 +353,7 @@ export class EntityScorer {
         } else if (absent > 0) {
           st.mass *= this.decay(absent);
           st.requests.learnRepeated(w.windowStart, 0, absent);
+          st.slide.learnRepeated(w.windowStart, 0, absent);
           st.streak = 0;
         }
       }
@@ -326,26 +361,40 @@ export class EntityScorer {
         st = EntityState.fresh(this.nextSeq++, this.detectorOptions);
         // Absent from every window watched so far: that is its history.
         st.requests.assumeZeros(watched);
+        st.slide.assumeZeros(watched);
         map.set(row.entity, st);
         if (map.size > this.config.max_entities_per_type) this.evict(row.entity_type, row.entity);
       }
       this.dirty?.[row.entity_type].add(row.entity);
       st.mass = st.mass * MASS_DECAY + row.requests;
       st.last = w.windowStart;
-      scored.push({ row, st, main: st.requests.ready ? st.requests.explain(row.requests) : null });
+      const main = st.requests.ready ? st.requests.explain(row.requests) : null;
+      const onset = main && st.slide.ready && row.requests_last_slide >= this.onsetMin ? st.slide.explain(row.requests_last_slide) : null;
+      scored.push({ row, st, main, onset });
     }
+    // The rise of the traffic around each entity, over the window and over its newest slide (at
+    // the window's rate, so both read against the same typical and the same thresholds): a flash
+    // crowd's ramp lifts the newest slide before the window.
+    const slidesPerWindow = (w.windowEnd - w.windowStart) / this.slideMs;
     const pairs: PairTraffic[] = [];
+    const slidePairs: PairTraffic[] = [];
+    let anyOnset = false;
     for (const x of scored) {
+      anyOnset ||= x.onset !== null;
       if (x.row.entity_type !== 'asn_ja4' || !x.main) continue;
       const [asn, ja4] = splitPair(x.row.entity);
       pairs.push({ asn, ja4, requests: x.row.requests, typical: x.main.typical });
+      slidePairs.push({ asn, ja4, requests: x.row.requests_last_slide * slidesPerWindow, typical: x.main.typical });
     }
     const rises: ExpectedRises = expectedRises(this.config.policy, pairs);
+    const slideRises: ExpectedRises | null = anyOnset ? expectedRises(this.config.policy, slidePairs) : null;
     const population = this.population?.score(w.rows) ?? new Map<WindowAggregateRow, PopulationScore>();
     const out: Verdict[] = [];
     const flagged = new Set<WindowAggregateRow>();
     for (const x of scored) {
-      const verdict = this.scoreRow(x, rises[x.row.entity_type].get(x.row.entity) ?? 1, population.get(x.row) ?? null);
+      const rise = rises[x.row.entity_type].get(x.row.entity) ?? 1;
+      const slideRise = slideRises?.[x.row.entity_type].get(x.row.entity) ?? 1;
+      const verdict = this.scoreRow(x, rise, slideRise, population.get(x.row) ?? null);
       if (verdict) out.push(verdict);
       if (verdict?.anomalous) flagged.add(x.row);
     }
@@ -499,20 +548,29 @@ export class EntityScorer {
     this.population?.completeRestore();
   }
 
-  private scoreRow(x: Scored, rise: number, pop: PopulationScore | null): Verdict | null {
+  private scoreRow(x: Scored, rise: number, slideRise: number, pop: PopulationScore | null): Verdict | null {
     const { row, st, main } = x;
     const values = SECONDARY.map((f) => f.of(row));
     const learnSecondary = (): void => values.forEach((v, i) => (st.secondary[i] as RobustDeviation).learn(row.window_start, v));
+    const learnVolume = (): void => {
+      st.requests.learn(row.window_start, row.requests);
+      st.slide.learn(row.window_start, row.requests_last_slide);
+    };
     if (!main) {
       // Warm-up: no verdict until a baseline exists.
-      st.requests.learn(row.window_start, row.requests);
+      learnVolume();
       learnSecondary();
       return null;
     }
     const policy = this.config.policy;
-    // Surge normalisation: judged against typical × the common rise of its type.
-    const vol = rise > 1 ? st.requests.at(main, row.requests / rise) : main;
+    // Surge normalisation: judged against typical × the common rise of the traffic around it.
+    const windowVol = rise > 1 ? st.requests.at(main, row.requests / rise) : main;
+    // The onset view: a burst that began in the newest slide is most of that slide and a sliver
+    // of the window, so the volume is the larger of the two deviations.
+    const onset = x.onset && slideRise > 1 ? st.slide.at(x.onset, row.requests_last_slide / slideRise) : x.onset;
+    const vol = onset && onset.score > windowVol.score ? onset : windowVol;
     const detectors: Record<string, number> = { 'robust_deviation.requests': main.score, volume: vol.score };
+    if (onset) detectors.onset = onset.score;
     if (pop) detectors.population = pop.score;
     // Secondary baselines only matter when the volume could make the window anomalous; scoring
     // them for calm ones would cost a median per feature per entity per window for nothing.
@@ -533,17 +591,21 @@ export class EntityScorer {
         adapted = true;
         anomalous = false;
         st.streak = 0;
+        const warmup = this.config.robust_deviation.warmup;
         st.requests = new RobustDeviation(this.detectorOptions.main);
-        st.requests.learnRepeated(row.window_start, row.requests, this.config.robust_deviation.warmup);
+        st.requests.learnRepeated(row.window_start, row.requests, warmup);
+        st.slide = new RobustDeviation(this.detectorOptions.main);
+        st.slide.learnRepeated(row.window_start, row.requests_last_slide, warmup);
         learnSecondary();
       }
     } else {
       st.streak = 0;
-      st.requests.learn(row.window_start, row.requests);
+      learnVolume();
       learnSecondary();
     }
-    const features: Record<string, number> = { requests: row.requests };
+    const features: Record<string, number> = { requests: row.requests, requests_last_slide: row.requests_last_slide };
     const typical: Record<string, number> = { requests: main.typical };
+    if (onset) typical.requests_last_slide = onset.typical;
     SECONDARY.forEach((f, i) => (features[f.name] = values[i] as number));
     for (const s2 of secondary) typical[s2.f.name] = s2.dev.typical;
     if (rise > 1) features.expected_rise = rise;
@@ -557,7 +619,7 @@ export class EntityScorer {
       score: d.score,
       anomalous,
       detectors,
-      reasons: this.reasons(row, main, vol, rise, pop, secondary, anomalous, adapted),
+      reasons: this.reasons(row, main, windowVol, onset, rise, slideRise, pop, secondary, anomalous, adapted),
       features,
       typical,
       requests: row.requests,
@@ -570,7 +632,9 @@ export class EntityScorer {
     row: WindowAggregateRow,
     main: Deviation,
     vol: Deviation,
+    onset: Deviation | null,
     rise: number,
+    slideRise: number,
     pop: PopulationScore | null,
     secondary: { f: (typeof SECONDARY)[number]; value: number; dev: Deviation }[],
     anomalous: boolean,
@@ -585,6 +649,16 @@ export class EntityScorer {
     if (rise > 1.05) {
       out.push(`surge: the traffic around it (same network, same fingerprint) rose ${rise.toFixed(2)}x; against that, ${vol.z >= 0 ? '+' : ''}${vol.z.toFixed(1)} robust deviations`);
     }
+    if (onset && onset.score > vol.score) {
+      // The onset view decided the volume: say what the newest slide held.
+      const slideSecs = this.slideMs / 1000;
+      const slideRatio = onset.typical > 0 ? `${(row.requests_last_slide / onset.typical).toFixed(1)}x typical` : 'from a typical of 0';
+      const against = slideRise > 1.05 ? `; the traffic around it rose ${slideRise.toFixed(2)}x` : '';
+      out.push(
+        `onset: ${row.requests_last_slide} requests in the last ${slideSecs} s vs typical ${fmt(onset.typical)} (median of last ${onset.n} slides, spread ${fmt(onset.spread)}): ` +
+          `${slideRatio}${against}, ${onset.z >= 0 ? '+' : ''}${onset.z.toFixed(1)} robust deviations`,
+      );
+    }
     if (adapted) {
       out.push(`level held for ${this.config.policy.adapt_after_windows} anomalous windows: accepted as this entity's new normal (drift adaptation)`);
     }
@@ -595,7 +669,8 @@ export class EntityScorer {
     }
     for (const s2 of secondary) {
       if (s2.dev.n > 0 && Math.abs(s2.dev.z) >= 3 && s2.value !== s2.dev.typical) {
-        out.push(`${s2.f.name} ${fmt(s2.value, s2.f.pct)} vs typical ${fmt(s2.dev.typical, s2.f.pct)}`);
+        const pct = s2.f.unit === 'share';
+        out.push(`${s2.f.name} ${fmt(s2.value, pct)} vs typical ${fmt(s2.dev.typical, pct)}`);
       }
     }
     return out;

@@ -16,7 +16,7 @@ function rows(r: Random, start: number, n: number): WindowAggregateRow[] {
   return Array.from({ length: n }, (_, e) => {
     const requests = 20 + Math.round(60 * r.next());
     return {
-      ...new EntityAggregate('asn').toRow(String(64_000 + e), start, start + 60_000),
+      ...new EntityAggregate('asn').toRow(String(64_000 + e), start, start + 60_000, 0),
       requests,
       unique_ips: Math.max(1, Math.round(requests / (2 + 3 * r.next()))),
       requests_per_ip_max: 3 + Math.round(5 * r.next()),

@@ -8,7 +8,7 @@ function person(r: Random, entity: string, start: number): WindowAggregateRow {
   const requests = Math.round(50 * Math.exp(r.normal() * 0.8)) + 5;
   const ips = Math.max(1, Math.round(requests / (2 + r.next() * 3)));
   return {
-    ...new EntityAggregate('asn').toRow(entity, start, start + 60_000),
+    ...new EntityAggregate('asn').toRow(entity, start, start + 60_000, 0),
     requests,
     unique_ips: ips,
     requests_per_ip_max: Math.ceil((requests / ips) * (1 + r.next())),
@@ -24,7 +24,7 @@ function person(r: Random, entity: string, start: number): WindowAggregateRow {
 /** A credential-stuffing ASN window: few IPs hammering a login with POSTs, mostly 401s, no assets. */
 function stuffer(entity: string, start: number): WindowAggregateRow {
   return {
-    ...new EntityAggregate('asn').toRow(entity, start, start + 60_000),
+    ...new EntityAggregate('asn').toRow(entity, start, start + 60_000, 0),
     requests: 900,
     unique_ips: 6,
     requests_per_ip_max: 200,

@@ -110,6 +110,7 @@ export const TABLES: Record<'verdicts' | 'window_aggregates' | 'rule_events', { 
       ['requests_per_ip_max', 'UInt64'],
       ['top_paths', 'Array(String)'],
       ['top_path_requests', 'Array(UInt64)'],
+      ['requests_last_slide', 'UInt64'],
       ['inserted_at', "DateTime('UTC') DEFAULT now()"],
     ],
     orderBy: 'entity_type, entity, window_start, window_end',

@@ -132,7 +132,7 @@ function entityWindows(seed: number, windows: number, perWindow = 60): { rows: W
     const rows: WindowAggregateRow[] = [];
     const labels: number[] = [];
     for (let e = 0; e < perWindow; e++) {
-      const base = new EntityAggregate('asn').toRow(String(64_000 + e), start, start + 60_000);
+      const base = new EntityAggregate('asn').toRow(String(64_000 + e), start, start + 60_000, 0);
       const people = Math.round((20 + e * 2) * (0.9 + 0.2 * r.next()));
       const kind = w >= windows - 10 && e % 15 === 3 ? 1 + (e % 3) : 0;
       const requests = kind ? people * 6 : people;

@@ -46,7 +46,7 @@ describe('ClickHouse DDL and rows on a current server (chdb)', { timeout: 300_00
       reasons: ["requests 900 in 60 s vs typical 30 — it's \"quoted\""], features: { requests: 900 }, typical: { requests: 30 },
       requests: 900, model_version: 'm', pipeline_version: 'p',
     };
-    const agg = new EntityAggregate('asn').toRow('64512', 1_793_608_800_000, 1_793_608_860_000);
+    const agg = new EntityAggregate('asn').toRow('64512', 1_793_608_800_000, 1_793_608_860_000, 0);
     const aggregateRow = { ...agg, requests: 900, window_start: 1_793_608_800, window_end: 1_793_608_860 };
     const ruleRow = ruleEventRow({
       op: 'upsert', at: 1_793_608_860_000,

@@ -12,15 +12,19 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IsolationForest as MlIsolationForest } from 'ml-isolation-forest';
+import { median } from 'simple-statistics';
 import { IsolationForest } from '../detectors/isolation-forest.js';
 import { rocAuc } from '../detectors/roc-auc.js';
 import { stateDir } from '../infra/paths.js';
 import { Random } from '../random.js';
+import { plainWalkScores } from './forest-plain-walk.js';
 
 /** Seeds averaged per set. */
 const SEEDS = 20;
 /** Rows scored for throughput. */
 const THROUGHPUT_ROWS = Number(process.env.BENCH_FOREST_ROWS ?? 1_000_000);
+/** Throughput rounds, each scoring THROUGHPUT_ROWS with the kernel and a fifth of them with the plain walk. */
+const THROUGHPUT_ROUNDS = 7;
 const SKLEARN = 'scikit-learn==1.5.2';
 
 interface LabelledSet {
@@ -162,13 +166,25 @@ export function runForestBench(here: string): string {
   const x = new Float64Array(THROUGHPUT_ROWS * 10);
   for (let i = 0; i < x.length; i++) x[i] = r.normal();
   const f = new IsolationForest({ seed: 0 }).fit(train);
-  let best = Infinity;
-  for (let round = 0; round < 3; round++) {
+  // Rounds alternate the kernel and its same-process peer, the same trees walked row by row in
+  // plain JavaScript (on fewer rows: it is slower). Throughput on this shared machine swings by
+  // ±25% from one round to the next, so both the best round (what the code can do) and the
+  // median are reported, and the ratio of the two scorers' medians.
+  const saved = f.toJSON();
+  const peerRows = Math.max(1, Math.floor(THROUGHPUT_ROWS / 5));
+  const rates: number[] = [];
+  const peerRates: number[] = [];
+  for (let round = 0; round < THROUGHPUT_ROUNDS; round++) {
     const t0 = process.hrtime.bigint();
     f.scoreFlat(x, THROUGHPUT_ROWS);
-    best = Math.min(best, ms(t0));
+    rates.push(THROUGHPUT_ROWS / (ms(t0) / 1000));
+    const t1 = process.hrtime.bigint();
+    plainWalkScores(saved, x, peerRows);
+    peerRates.push(peerRows / (ms(t1) / 1000));
   }
-  const ours = THROUGHPUT_ROWS / (best / 1000);
+  const ours = Math.max(...rates);
+  const oursMedian = median(rates);
+  const peerMedian = median(peerRates);
   const ml = new MlIsolationForest({ nEstimators: 100 });
   ml.train(train.slice(0, 2_000));
   const mlRows = Array.from({ length: 20_000 }, (_, i) => Array.from(x.subarray(i * 10, i * 10 + 10)));
@@ -177,14 +193,16 @@ export function runForestBench(here: string): string {
   const mlRate = mlRows.length / (ms(t2) / 1000);
   lines.push(
     '',
-    `Scoring throughput, 100 trees, 10 features, one core (best of 3): burstwatch ${Math.round(ours).toLocaleString('en-US')} rows/s on ${THROUGHPUT_ROWS.toLocaleString('en-US')} rows; ` +
+    `Scoring throughput, 100 trees, 10 features, one core (${THROUGHPUT_ROUNDS} rounds): burstwatch ${Math.round(ours).toLocaleString('en-US')} rows/s in the best round on ${THROUGHPUT_ROWS.toLocaleString('en-US')} rows, ` +
+      `${Math.round(oursMedian).toLocaleString('en-US')} rows/s median; its peer in the same rounds, the same trees walked row by row in plain JavaScript (bench/forest-plain-walk.ts), ` +
+      `${Math.round(peerMedian).toLocaleString('en-US')} rows/s median on ${peerRows.toLocaleString('en-US')} rows: **kernel / plain walk (medians): ${(oursMedian / peerMedian).toFixed(2)}**. ` +
       `scikit-learn ${Math.round(sk.throughput_rows_per_s).toLocaleString('en-US')} rows/s (its own process, numpy); ml-isolation-forest ${Math.round(mlRate).toLocaleString('en-US')} rows/s on 20,000 rows (trained on 2,000). ` +
       `**burstwatch / scikit-learn: ${(ours / sk.throughput_rows_per_s).toFixed(2)}**; burstwatch / ml-isolation-forest: ${(ours / mlRate).toFixed(1)}.`,
     '',
     '| bar | measured | result |',
     '|---|---|---|',
     `| AUC no more than 0.01 below scikit-learn on every set | worst gap ${worstGap >= 0 ? '+' : ''}${worstGap.toFixed(4)} | ${worstGap >= -0.01 ? '**pass**' : '**FAIL**'} |`,
-    `| scoring ≥ 1,000,000 rows/s (100 trees, 10 features, one core) | ${Math.round(ours).toLocaleString('en-US')} rows/s | ${ours >= 1e6 ? '**pass**' : '**FAIL**'} |`,
+    `| scoring ≥ 1,000,000 rows/s (100 trees, 10 features, one core) | ${Math.round(ours).toLocaleString('en-US')} rows/s best round, ${Math.round(oursMedian).toLocaleString('en-US')} median | ${ours >= 1e6 ? '**pass**' : '**FAIL**'} (on the best round) |`,
     `| fit ≤ 20 ms (100 trees, ψ = 256; best of ${SEEDS} per set, worst set) | ${worstFit.toFixed(1)} ms | ${worstFit <= 20 ? '**pass**' : '**FAIL**'} |`,
     '| the same scores for the same seed; saved and restored models score identically | tested in detectors/isolation-forest.test.ts | pass |',
     '',

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { plainWalkScores } from '../bench/forest-plain-walk.js';
 import { Random } from '../random.js';
 import { IsolationForest, averagePathLength } from './isolation-forest.js';
 import { rocAuc as auc } from './roc-auc.js';
@@ -94,6 +95,40 @@ describe('IsolationForest', () => {
     expect(() => IsolationForest.fromJSON({ ...saved, threshold: 'AAAA' })).toThrow(/'threshold' must decode to/);
     expect(() => IsolationForest.fromJSON({ ...saved, height: 3 })).toThrow(/'height' 3 does not match/);
     expect(() => IsolationForest.fromJSON({ ...saved, features: 1 })).toThrow(/'feature' \d+ is \d+, outside/);
+  });
+
+  it('scores exactly as a plain walk of its saved trees, at every height, with missing and infinite values', () => {
+    // The WebAssembly kernel against the definition (bench/forest-plain-walk.ts).
+    const r = new Random(11, 2);
+    // ψ from 4 to 1024: heights 2 to 10, below and above the kernel's three levels compared at once;
+    // 2,000 features: rows are copied into the kernel a few hundred at a time.
+    for (const [psi, features, n] of [[4, 1, 9], [8, 3, 257], [128, 5, 300], [256, 10, 1_001], [1_024, 17, 2_050], [64, 2_000, 1_200]] as const) {
+      const { rows: train } = labelled(1_500, features, psi);
+      const forest = new IsolationForest({ trees: 23, sampleSize: psi, seed: psi }).fit(train);
+      // Some values sit exactly on a split of their feature, where >= and > part ways.
+      const saved = forest.toJSON();
+      const splits: number[][] = Array.from({ length: features }, () => []);
+      const fb = Buffer.from(saved.feature, 'base64');
+      const tb = Buffer.from(saved.threshold, 'base64');
+      for (let k = 0; k < fb.length / 4; k++) {
+        const t = tb.readDoubleLE(8 * k);
+        if (Number.isFinite(t)) splits[fb.readInt32LE(4 * k)]?.push(t);
+      }
+      const x = new Float64Array(n * features);
+      for (let i = 0; i < x.length; i++) {
+        const u = r.next();
+        const on = splits[i % features] as number[];
+        x[i] =
+          u < 0.05 ? Number.NaN
+          : u < 0.07 ? Number.POSITIVE_INFINITY
+          : u < 0.09 ? Number.NEGATIVE_INFINITY
+          : u < 0.4 && on.length > 0 ? (on[Math.floor(r.next() * on.length)] as number)
+          : r.normal() * 2;
+      }
+      const got = forest.scoreFlat(x, n);
+      const want = plainWalkScores(saved, x, n);
+      for (let i = 0; i < n; i++) expect(Object.is(got[i], want[i]), `psi ${psi}, row ${i}: ${got[i]} vs ${want[i]}`).toBe(true);
+    }
   });
 
   it('normalises by c(n), the average unsuccessful-search path of a binary search tree', () => {

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Config } from './config.js';
 import { SlidingWindows, type AddOutcome, type ClosedWindow } from './consumers/windows.js';
+import { totalRequests } from './consumers/window-assembler.js';
 import { EntityScorer } from './detectors/entity-scorer.js';
 import { sharedWorkerTrainer } from './detectors/population-trainer.js';
 import type { Verdict } from './detectors/verdict.js';
@@ -53,7 +54,7 @@ export class Pipeline {
   ) {
     this.windows = new SlidingWindows(config.windows);
     this.scorer = new EntityScorer(config.scorer, packageVersion(), { trackChanges: false, slideMs: config.windows.slide_ms, trainer: sharedWorkerTrainer() });
-    this.rules = new RuleLifecycle(config.rules);
+    this.rules = new RuleLifecycle(config.rules, { slideMs: config.windows.slide_ms });
   }
 
   /** Connects every sink (creates tables and topics). */
@@ -84,7 +85,7 @@ export class Pipeline {
     // Population fits run in a worker thread; the one this window needs was requested a window ago.
     await this.scorer.settle();
     const verdicts = this.scorer.scoreWindow(w);
-    const changes = [...expired, ...this.rules.onWindow(verdicts)];
+    const changes = [...expired, ...this.rules.onWindow(verdicts, totalRequests(w))];
     for (const s of this.sinks) {
       if (s.writeAggregates) await s.writeAggregates(w.rows);
       if (s.writeVerdicts) await s.writeVerdicts(verdicts);

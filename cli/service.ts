@@ -10,6 +10,7 @@ import { WindowTask, windowStageStats, type WindowStageStats } from '../consumer
 import { RuleTask, ruleStageStats, type RuleStageStats } from '../rules/rule-stage.js';
 import type { Kafka } from 'kafkajs';
 import { logger } from '../logger.js';
+import { AllowlistFile } from '../rules/allowlist.js';
 import { createMetrics, serveMetrics } from '../metrics.js';
 import { packageVersion } from '../pipeline.js';
 import { RequestLogDecoder, type WireEncoding } from '../schemas/codec.js';
@@ -96,7 +97,17 @@ export async function startService(config: Config): Promise<Service> {
   const inputPartitions = await partitionCount(kafka, config.input.topic);
   const paneCtx = { config, decoder: createDecoder(config), deadLetter, late, inputPartitions, repartitionTopic: t.repartition, repartitions, stats: stats.panes };
   const windowCtx = { kafka, config, sinks: [clickhouse], changelogTopic: t.changelog, verdictTopic: t.verdicts, pipelineVersion: version, stats: stats.windows };
-  const ruleCtx = { kafka, config: config.rules, repartitions, changelogTopic: t.rulesChangelog, sinks: [edgeRules, clickhouse], stats: stats.rules };
+  const ruleCtx = { kafka, config: config.rules, slideMs: config.windows.slide_ms, repartitions, changelogTopic: t.rulesChangelog, sinks: [edgeRules, clickhouse], stats: stats.rules };
+  // rules.allow_file: read now (a bad line is a config error), then followed; changes reach the
+  // live rules task and any task created later, without a restart.
+  const allowFile = config.rules.allow_file
+    ? new AllowlistFile(config.rules.allow_file, (entries) => {
+        const allow = [...config.rules.allow, ...entries];
+        ruleCtx.config = { ...ruleCtx.config, allow };
+        ruleTask()?.rules.setAllowlist(allow);
+      })
+    : null;
+  if (allowFile) ruleCtx.config = { ...ruleCtx.config, allow: [...config.rules.allow, ...allowFile.entries] };
 
   const panes = new TransactionalStage(kafka, {
     name: 'panes',
@@ -159,6 +170,7 @@ export async function startService(config: Config): Promise<Service> {
   let stopPromise: Promise<void> | null = null;
   const stopping = (): Promise<void> =>
     (stopPromise ??= (async () => {
+      allowFile?.stop();
       await panes.stop();
       await windows.stop();
       await rules.stop();
@@ -169,6 +181,7 @@ export async function startService(config: Config): Promise<Service> {
       await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
     })());
   service.stop = stopping;
+  allowFile?.start();
   if (config.metrics.port > 0) {
     const registry = createMetrics(service);
     server = await serveMetrics(registry, config.metrics.host, config.metrics.port, () => panes.ready && windows.ready && rules.ready);

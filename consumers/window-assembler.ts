@@ -9,6 +9,13 @@ export interface ClosedWindow {
   rows: WindowAggregateRow[];
 }
 
+/** Requests of all traffic in a window (of one stage-2 partition's entities): the sum over its ASN rows, since every record has an ASN. */
+export function totalRequests(w: ClosedWindow): number {
+  let n = 0;
+  for (const r of w.rows) if (r.entity_type === 'asn') n += r.requests;
+  return n;
+}
+
 /** Most empty windows emitted for one gap in the data: more than any detector's history, after which every entity is quiet. */
 const GAP_WINDOWS = 1_000;
 

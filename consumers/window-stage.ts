@@ -10,7 +10,7 @@ import { readChangelogPartition } from './changelog.js';
 import type { EvictionStats } from './entity-map.js';
 import { decodeRepartition } from './repartition.js';
 import type { CommittedPoint, StageOutput, StageTask } from './transactional-stage.js';
-import { WindowAssembler, type AssemblerProgress, type ClosedWindow } from './window-assembler.js';
+import { WindowAssembler, totalRequests, type AssemblerProgress, type ClosedWindow } from './window-assembler.js';
 
 /** One message of the window-verdict topic: what a stage-2 partition decided, for the rules stage. */
 export interface WindowVerdictsMessage {
@@ -19,8 +19,12 @@ export interface WindowVerdictsMessage {
   r: number;
   /** Every window starting before this is closed in partition r (null: none yet). */
   closed_through: number | null;
-  /** A window closed in r with its anomalous verdicts; absent on a bare progress message. */
-  window?: { start: number; end: number; verdicts: Verdict[] };
+  /**
+   * A window closed in r with its anomalous verdicts and the requests of r's entities in it
+   * (summed over partitions: all traffic, for the blast-radius preview); absent on a bare
+   * progress message. `requests` is absent in messages of older versions.
+   */
+  window?: { start: number; end: number; verdicts: Verdict[]; requests?: number };
 }
 
 /** Checkpoint of a stage-2 partition, under key `meta` in its changelog partition. */
@@ -171,7 +175,7 @@ export class WindowTask implements StageTask {
       stats.windowsClosed++;
       stats.verdicts += verdicts.length;
       stats.anomalous += anomalous.length;
-      const msg: WindowVerdictsMessage = { v: 1, r, closed_through: w.windowStart + this.ctx.config.windows.slide_ms, window: { start: w.windowStart, end: w.windowEnd, verdicts: anomalous } };
+      const msg: WindowVerdictsMessage = { v: 1, r, closed_through: w.windowStart + this.ctx.config.windows.slide_ms, window: { start: w.windowStart, end: w.windowEnd, verdicts: anomalous, requests: totalRequests(w) } };
       out.send(verdictTopic, [{ key: String(r), value: JSON.stringify(msg), partition: 0 }]);
       stats.messagesSent++;
       this.ctx.onWindow?.(r, w, verdicts);

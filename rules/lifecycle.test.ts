@@ -1,22 +1,23 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { EntityType } from '../consumers/aggregates.js';
-import type { Verdict } from '../detectors/verdict.js';
+import { scopeOf, type Verdict } from '../detectors/verdict.js';
 import type { EdgeRule } from '../schemas/index.js';
-import { RuleLifecycle, ruleLifecycleSchema, type RuleChange, type RuleLifecycleJSON } from './lifecycle.js';
+import { RuleLifecycle, ruleChangeLine, ruleLifecycleSchema, type RuleChange, type RuleLifecycleJSON } from './lifecycle.js';
 
 /** fast-check runs are seeded so a failure replays the same way. */
 const FC = { seed: 20240601, numRuns: 200 };
 
 function verdict(entity_type: EntityType, entity: string, end: number, anomalous = true, score = 0.97): Verdict {
   return {
-    verdict_id: `${entity}@${end}`, entity_type, entity, window_start: end - 60_000, window_end: end, score, anomalous,
+    verdict_id: `${entity}@${end}`, entity_type, entity, scope: scopeOf(entity_type, entity), window_start: end - 60_000, window_end: end, score, anomalous,
     detectors: {}, reasons: ['requests 900 vs typical 30'], features: {}, typical: {}, requests: 900, model_version: 'm', pipeline_version: 'p',
   };
 }
 
 describe('RuleLifecycle', () => {
-  const config = ruleLifecycleSchema.parse({ ttl_ms: 60_000 });
+  // One window makes a rule, and only the TTL removes it: the hysteresis has its own tests below.
+  const config = ruleLifecycleSchema.parse({ ttl_ms: 60_000, create_after_windows: 1, remove_after_calm_windows: 0 });
 
   it('creates, renews and expires a rule in event time', () => {
     const rl = new RuleLifecycle(config);
@@ -54,14 +55,97 @@ describe('RuleLifecycle', () => {
   });
 });
 
+describe('RuleLifecycle policy', () => {
+  const defaults = ruleLifecycleSchema.parse({});
+  const ids = (changes: readonly RuleChange[]): string[] => changes.map((c) => `${c.op} ${c.rule.rule_id}${c.op === 'delete' ? ` (${c.why})` : ''}`);
+
+  it('creates a rule only after create_after_windows consecutive anomalous windows', () => {
+    const rl = new RuleLifecycle(defaults); // 2 windows
+    expect(rl.onWindow([verdict('asn_ja4', '64512|t13d_x', 100_000)])).toEqual([]);
+    // A window in between without it: the count starts again.
+    expect(rl.onWindow([], 0)).toEqual([]);
+    expect(rl.onWindow([verdict('asn_ja4', '64512|t13d_x', 120_000)])).toEqual([]);
+    expect(ids(rl.onWindow([verdict('asn_ja4', '64512|t13d_x', 130_000)]))).toEqual(['upsert asn_ja4:64512|t13d_x']);
+    expect(rl.rules[0]).toMatchObject({ created_at: 130_000, action: 'challenge', mode: 'enforce' });
+    // A gap of more than one slide between two anomalous windows also restarts it.
+    rl.onWindow([verdict('asn', '7', 200_000)]);
+    expect(rl.onWindow([verdict('asn', '7', 220_000)])).toEqual([]);
+  });
+
+  it('deletes a rule after remove_after_calm_windows calm windows, before its TTL, and renewals keep it', () => {
+    const rl = new RuleLifecycle({ ...defaults, create_after_windows: 1, remove_after_calm_windows: 3 });
+    rl.onWindow([verdict('asn', '64512', 100_000)]);
+    rl.onWindow([verdict('asn', '64512', 110_000)]); // renewed: calm counts from here
+    expect(rl.onWatermark(139_999)).toEqual([]);
+    const [gone] = rl.onWatermark(140_000);
+    expect(gone).toMatchObject({ op: 'delete', at: 140_000, why: 'calm', rule: { rule_id: 'asn:64512' } });
+    expect(ruleChangeLine(gone as RuleChange).reason).toMatch(/^calm: asn 64512: /);
+    // 0 leaves it to the TTL (600 s by default).
+    const ttlOnly = new RuleLifecycle({ ...defaults, create_after_windows: 1, remove_after_calm_windows: 0 });
+    ttlOnly.onWindow([verdict('asn', '64512', 100_000)]);
+    expect(ttlOnly.onWatermark(699_999)).toEqual([]);
+    expect(ttlOnly.onWatermark(700_000)[0]).toMatchObject({ why: 'expired', at: 700_000 });
+  });
+
+  it('escalates a repeat offender to block within escalation.within_ms, and forgets after it', () => {
+    const rl = new RuleLifecycle(ruleLifecycleSchema.parse({ create_after_windows: 1, remove_after_calm_windows: 1, escalation: { within_ms: 3_600_000 } }));
+    const offend = (t: number): EdgeRule => {
+      rl.onWatermark(t);
+      rl.onWindow([verdict('asn_ja4', '64512|t13d_x', t)]);
+      const r = rl.ruleState('asn_ja4:64512|t13d_x') as EdgeRule;
+      rl.onWatermark(t + 10_000); // calm: deleted
+      expect(rl.rules).toEqual([]);
+      return r;
+    };
+    expect(offend(100_000).action).toBe('challenge');
+    const second = offend(1_000_000);
+    expect(second.action).toBe('block');
+    expect(second.reason).toMatch(/repeat offender: rule 2 within 1 h, escalated from challenge to block/);
+    // More than an hour after the last one: a first offence again.
+    expect(offend(1_000_000 + 3_600_001).action).toBe('challenge');
+    const off = new RuleLifecycle(ruleLifecycleSchema.parse({ create_after_windows: 1, remove_after_calm_windows: 1, escalation: { enabled: false } }));
+    off.onWindow([verdict('asn', '1', 100_000)]);
+    off.onWatermark(110_000);
+    off.onWindow([verdict('asn', '1', 120_000)]);
+    expect(off.rules[0]?.action).toBe('challenge');
+  });
+
+  it('publishes selected rules in shadow mode, and rules whose blast radius is too wide', () => {
+    const rl = new RuleLifecycle({ ...defaults, create_after_windows: 1, shadow: ['type:ja4'] });
+    const typical = (v: Verdict, requests: number): Verdict => ({ ...v, typical: { requests } });
+    // 10,000 requests a window in all; max_share 0.5%.
+    const changes = rl.onWindow(
+      [typical(verdict('asn_ja4', '64512|t13d_x', 100_000), 20), typical(verdict('asn', '16509', 100_000), 80), typical(verdict('ja4', 't13d_y', 100_000), 5)],
+      10_000,
+    );
+    const byId = new Map(changes.map((c) => [c.rule.rule_id, c.rule]));
+    expect(byId.get('asn_ja4:64512|t13d_x')?.mode).toBe('enforce'); // 0.2%
+    expect(byId.get('asn:16509')).toMatchObject({ mode: 'shadow', reason: expect.stringMatching(/blast radius: its typical traffic is 0\.80% of all requests, over 0\.50%; published in shadow mode$/) as unknown });
+    expect(byId.get('ja4:t13d_y')).toMatchObject({ mode: 'shadow', reason: expect.stringMatching(/shadow mode by configuration$/) as unknown });
+    expect(rl.shadowedByBlastRadius).toBe(1);
+    // A new entity (no typical traffic) is enforced; with no traffic seen yet there is no preview.
+    expect(rl.onWindow([typical(verdict('asn', '64999', 110_000), 0)], 10_000)[0]?.rule.mode).toBe('enforce');
+    expect(new RuleLifecycle({ ...defaults, create_after_windows: 1 }).onWindow([typical(verdict('asn', '16509', 100_000), 80)])[0]?.rule.mode).toBe('enforce');
+  });
+
+  it('at max_active_rules, a stronger rule displaces the weakest; a weaker one is refused', () => {
+    const rl = new RuleLifecycle({ ...defaults, create_after_windows: 1, max_active_rules: 2 });
+    rl.onWindow([verdict('asn', '1', 100_000, true, 0.9), verdict('asn', '2', 100_000, true, 0.85)]);
+    expect(ids(rl.onWindow([verdict('asn', '3', 110_000, true, 0.95)]))).toEqual(['delete asn:2 (displaced)', 'upsert asn:3']);
+    expect(rl.onWindow([verdict('asn', '4', 120_000, true, 0.8)])).toEqual([]);
+    expect(rl.refusedAtCap).toBe(1);
+    expect(rl.rules.map((r) => r.rule_id).sort()).toEqual(['asn:1', 'asn:3']);
+  });
+});
+
 describe('RuleLifecycle checkpoints', () => {
-  const config = ruleLifecycleSchema.parse({ ttl_ms: 60_000, max_active_rules: 4, action: 'rate_limit', allow: ['asn:7'] });
+  const config = ruleLifecycleSchema.parse({ ttl_ms: 60_000, max_active_rules: 4, action: 'rate_limit', allow: ['asn:7'], create_after_windows: 1, remove_after_calm_windows: 0 });
 
   it('snapshots the rules in force as versioned JSON, whole or one rule at a time', () => {
     const rl = new RuleLifecycle(config);
     rl.onWindow([verdict('asn_ja4', '64512|t13d_x', 100_000), verdict('ja4', 't13d_y', 100_000)]);
     const snap = rl.toJSON();
-    expect(snap).toMatchObject({ v: 1, rules: [{ rule_id: 'asn_ja4:64512|t13d_x', rate_limit_rps: 1 }, { rule_id: 'ja4:t13d_y' }] });
+    expect(snap).toMatchObject({ v: 2, rules: [{ rule_id: 'asn_ja4:64512|t13d_x', rate_limit_rps: 1 }, { rule_id: 'ja4:t13d_y' }] });
     expect(rl.ruleState('ja4:t13d_y')).toEqual(snap.rules[1]);
     expect(rl.ruleState('ja4:nope')).toBeNull();
     const copy = RuleLifecycle.fromJSON(config, JSON.parse(JSON.stringify(snap)));
@@ -81,8 +165,8 @@ describe('RuleLifecycle checkpoints', () => {
   });
 
   /**
-   * A lifecycle restored at a cut, from its snapshot or from the compacted log of its own
-   * changes (upserts set a key, deletes remove it) restored rule by rule in another order,
+   * A lifecycle restored at a cut, from its snapshot or from the compacted log of its state
+   * records (takeStateChanges) restored key by key in another order,
    * makes exactly the changes the original makes for the same later verdicts and watermarks.
    */
   it('restored from a snapshot or from its own change log, continues identically', () => {
@@ -96,8 +180,12 @@ describe('RuleLifecycle checkpoints', () => {
         }),
         { maxLength: 6 },
       ),
-      gap: fc.integer({ min: 0, max: 40_000 }),
+      // Mostly consecutive windows, so hysteresis counts carry across the cut.
+      gap: fc.constantFrom(0, 0, 0, 10_000, 40_000),
+      total: fc.integer({ min: 0, max: 20_000 }),
     });
+    // The defaults' hysteresis, escalation and blast radius, with a calm removal before the TTL.
+    const full = ruleLifecycleSchema.parse({ ttl_ms: 60_000, max_active_rules: 4, action: 'challenge', allow: ['asn:7'], remove_after_calm_windows: 3 });
     fc.assert(
       fc.property(fc.array(step, { minLength: 1, maxLength: 30 }), fc.nat(), (steps, cutSeed) => {
         const cut = cutSeed % (steps.length + 1);
@@ -111,28 +199,31 @@ describe('RuleLifecycle checkpoints', () => {
             const entity = v.type === 'asn' ? String(v.n) : v.type === 'ja4' ? `t13d_${v.n}` : `${v.n % 3}|t13d_${v.n}`;
             if (seen.has(`${v.type}/${entity}`)) continue;
             seen.add(`${v.type}/${entity}`);
-            out.push(verdict(v.type, entity, ends[i] as number, v.anomalous, v.score));
+            // Typical traffic from nothing to a fifth of a busy window: some rules cross the blast radius.
+            out.push({ ...verdict(v.type, entity, ends[i] as number, v.anomalous, v.score), typical: { requests: (v.n * 37) % 4_000 } });
           }
           return out;
         };
-        const run = (rl: RuleLifecycle, i: number): RuleChange[] => [...rl.onWatermark(ends[i] as number), ...rl.onWindow(windowAt(i))];
-        const a = new RuleLifecycle(config);
-        const log = new Map<string, EdgeRule>();
+        const run = (rl: RuleLifecycle, i: number): RuleChange[] => [...rl.onWatermark(ends[i] as number), ...rl.onWindow(windowAt(i), steps[i]?.total)];
+        const a = new RuleLifecycle(full);
+        // The compacted changelog of its state records (the rules stage writes these).
+        const log = new Map<string, string>();
         for (let i = 0; i < cut; i++) {
-          for (const c of run(a, i)) {
-            log.delete(c.rule.rule_id);
-            if (c.op === 'upsert') log.set(c.rule.rule_id, JSON.parse(JSON.stringify(c.rule)) as EdgeRule);
+          run(a, i);
+          for (const { key, value } of a.takeStateChanges()) {
+            log.delete(key); // a rewritten key moves to the end, as on the log
+            if (value !== null) log.set(key, value);
           }
         }
-        const whole = RuleLifecycle.fromJSON(config, JSON.parse(JSON.stringify(a.toJSON())));
-        const perRule = new RuleLifecycle(config);
-        for (const r of [...log.values()].reverse()) perRule.restoreRule(r);
-        expect(new Map(perRule.rules.map((r) => [r.rule_id, r]))).toEqual(new Map(a.rules.map((r) => [r.rule_id, r])));
+        const whole = RuleLifecycle.fromJSON(full, JSON.parse(JSON.stringify(a.toJSON())));
+        const perKey = new RuleLifecycle(full);
+        for (const [key, value] of [...log].reverse()) perKey.restoreState(key, value);
+        expect(perKey.toJSON()).toEqual({ ...a.toJSON(), rules: expect.arrayContaining(a.rules) as unknown });
         for (let i = cut; i < steps.length; i++) {
           // Byte for byte: sinks serialise the rules.
           const expected = JSON.stringify(run(a, i));
           expect(JSON.stringify(run(whole, i))).toBe(expected);
-          expect(JSON.stringify(run(perRule, i))).toBe(expected);
+          expect(JSON.stringify(run(perKey, i))).toBe(expected);
         }
         expect(JSON.stringify(whole.expireAll())).toBe(JSON.stringify(a.expireAll()));
       }),
@@ -147,7 +238,7 @@ describe('RuleLifecycle checkpoints', () => {
   };
   it.each<[string, () => unknown, RegExp]>([
     ['a non-object', () => [], /RuleLifecycle.restore: expected an object/],
-    ['another version', () => ({ v: 2, rules: [] }), /unsupported version 'v': 2/],
+    ['another version', () => ({ v: 3, rules: [] }), /unsupported version 'v': 3 \(expected 1 or 2\)/],
     ['an unknown key', () => ({ v: 1, rules: [], counters: {} }), /unknown key 'counters'/],
     ['rules that are not an array', () => ({ v: 1, rules: {} }), /'rules' must be an array/],
     ['a repeated rule_id', () => ({ v: 1, rules: [good(), good()] }), /rules\[1\] repeats rule_id 'asn_ja4:64512\|t13d_x'/],

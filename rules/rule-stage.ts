@@ -35,6 +35,8 @@ export function ruleStageStats(): RuleStageStats {
 export interface RuleStageContext {
   kafka: Kafka;
   config: RuleLifecycleConfig;
+  /** The windows' slide, ms (windows.slide_ms). */
+  slideMs: number;
   /** Stage-2 partitions whose progress must all pass a window before it is decided. */
   repartitions: number;
   changelogTopic: string;
@@ -44,7 +46,6 @@ export interface RuleStageContext {
   onChanges?: (changes: readonly RuleChange[]) => void;
 }
 
-const RULE_KEY = 'rule|';
 
 /**
  * The rules stage: one task over the single partition of the window-verdict topic. Scoping
@@ -57,15 +58,14 @@ const RULE_KEY = 'rule|';
 export class RuleTask implements StageTask {
   readonly rules: RuleLifecycle;
   private readonly closed = new Map<number, number>();
-  private readonly pending = new Map<number, { end: number; verdicts: Verdict[]; minOffset: number }>();
+  private readonly pending = new Map<number, { end: number; verdicts: Verdict[]; requests: number | undefined; minOffset: number }>();
   private decided = Number.NEGATIVE_INFINITY;
   private through = -1;
   private restoredThrough = -1;
   private restoredDecided = Number.NEGATIVE_INFINITY;
-  private changedRules = new Set<string>();
 
   private constructor(private readonly ctx: RuleStageContext) {
-    this.rules = new RuleLifecycle(ctx.config);
+    this.rules = new RuleLifecycle(ctx.config, { slideMs: ctx.slideMs });
   }
 
   static async create(ctx: RuleStageContext): Promise<RuleTask> {
@@ -81,8 +81,8 @@ export class RuleTask implements StageTask {
         // Capped at the decided bound: later windows are decided again only once the re-read
         // progress that followed their verdicts the first time has been read again.
         for (const [r, c] of Object.entries(meta.closed)) task.closed.set(Number(r), Math.min(c ?? Number.NEGATIVE_INFINITY, task.decided));
-      } else if (key.startsWith(RULE_KEY)) {
-        task.rules.restoreRule(JSON.parse(value.toString('utf8')));
+      } else if (RuleLifecycle.isStateKey(key)) {
+        task.rules.restoreState(key, value.toString('utf8'));
       }
     }
     return task;
@@ -97,8 +97,10 @@ export class RuleTask implements StageTask {
       const msg = JSON.parse(m.value.toString('utf8')) as WindowVerdictsMessage;
       if (msg.window) {
         if (msg.window.start < this.decided || (offset <= this.restoredThrough && msg.window.start < this.restoredDecided)) continue;
-        const w = this.pending.get(msg.window.start) ?? { end: msg.window.end, verdicts: [], minOffset: offset };
+        const w = this.pending.get(msg.window.start) ?? { end: msg.window.end, verdicts: [], requests: 0, minOffset: offset };
         w.verdicts.push(...msg.window.verdicts);
+        // A total is known only if every partition's message carried one.
+        w.requests = w.requests === undefined || msg.window.requests === undefined ? undefined : w.requests + msg.window.requests;
         w.minOffset = Math.min(w.minOffset, offset);
         this.pending.set(msg.window.start, w);
       }
@@ -114,14 +116,13 @@ export class RuleTask implements StageTask {
     const starts = [...this.pending.keys()].filter((s) => s < bound).sort((a, b) => a - b);
     const order = (v: Verdict): number => ENTITY_TYPES.indexOf(v.entity_type);
     for (const start of starts) {
-      const w = this.pending.get(start) as { end: number; verdicts: Verdict[] };
+      const w = this.pending.get(start) as { end: number; verdicts: Verdict[]; requests: number | undefined };
       this.pending.delete(start);
       // The order of the single-process engine: by entity type, then entity.
       w.verdicts.sort((a, b) => order(a) - order(b) || (a.entity < b.entity ? -1 : a.entity > b.entity ? 1 : 0));
-      const changes = [...this.rules.onWatermark(w.end), ...this.rules.onWindow(w.verdicts)];
+      const changes = [...this.rules.onWatermark(w.end), ...this.rules.onWindow(w.verdicts, w.requests)];
       for (const s of this.ctx.sinks) if (s.writeRuleChanges && changes.length > 0) await s.writeRuleChanges(changes);
       for (const c of changes) {
-        this.changedRules.add(c.rule.rule_id);
         if (c.op === 'upsert') this.ctx.stats.upserts++;
         else this.ctx.stats.deletes++;
       }
@@ -129,11 +130,8 @@ export class RuleTask implements StageTask {
       this.decided = start + 1;
       if (changes.length > 0) this.ctx.onChanges?.(changes);
     }
-    const messages = [...this.changedRules].map((id) => {
-      const r = this.rules.ruleState(id);
-      return { key: `${RULE_KEY}${id}`, value: r === null ? null : JSON.stringify(r), partition: 0 };
-    });
-    this.changedRules.clear();
+    // Rules in force, hysteresis counts, offences and recent traffic: one key each.
+    const messages = this.rules.takeStateChanges().map(({ key, value }) => ({ key, value, partition: 0 }));
     const closed: Record<string, number | null> = {};
     for (const [r, c] of this.closed) closed[r] = Number.isFinite(c) ? c : null;
     const meta: RulesMeta = { v: 1, through: this.through, decided: Number.isFinite(this.decided) ? this.decided : null, closed };

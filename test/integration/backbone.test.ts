@@ -68,6 +68,9 @@ describe('backbone on real Kafka, ClickHouse and schema registry', () => {
       windows: { idle_partition_ms: 2_000, idle_flush_ms: 2_000 },
       scorer: { robust_deviation: { history: 30, warmup: 12, noise_floor: 'poisson' } },
       metrics: { port: metricsPort },
+      // Five entities make up this world, so any rule would match a few % of its traffic; the
+      // blast-radius preview (its own test in test/integration/rules.test.ts) would shadow it.
+      rules: { blast_radius: { max_share: 0.1 } },
     });
     service = await startService(config);
     const until = Date.now() + 120_000;

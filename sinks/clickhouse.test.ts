@@ -23,6 +23,16 @@ describe('ClickHouse DDL', () => {
     expect(TABLES.window_aggregates.orderBy).toBe('entity_type, entity, window_start, window_end');
   });
 
+  it('gives analysts one column per detector score, computed by the server from the arrays (NULL where the detector did not look)', () => {
+    const ddl = createTableSql('burstwatch', 'verdicts', featuresOf('18.16.1'));
+    for (const d of ['volume', 'onset', 'population', 'shift']) {
+      expect(ddl).toContain(`${d}_score Nullable(Float64) MATERIALIZED if(has(detector_names, '${d}'), detector_scores[indexOf(detector_names, '${d}')], NULL)`);
+    }
+    // Materialized columns are never sent by the sink.
+    expect(Object.keys(verdictRow({ verdict_id: 'x', entity_type: 'asn', entity: '1', scope: { asn: 1 }, window_start: 0, window_end: 60_000, score: 0, anomalous: false,
+      detectors: { volume: 0.1 }, reasons: [], features: {}, typical: {}, requests: 0, model_version: 'm', pipeline_version: 'p' }))).not.toContain('volume_score');
+  });
+
   it('classifies retriable errors like a ClickHouse sink should', () => {
     expect(isRetriableClickHouseError({ code: '252', message: 'Too many parts' })).toBe(true);
     expect(isRetriableClickHouseError({ code: 'ECONNREFUSED', message: 'connect ECONNREFUSED 127.0.0.1:18123' })).toBe(true);
@@ -52,6 +62,15 @@ describe('ClickHouse rows', () => {
       rule: { rule_id: 'ja4:t', match: { ja4: 't' }, action: 'challenge', mode: 'shadow', created_at: 1_000_000, updated_at: 1_000_000, expires_at: 1_600_000,
         score: 0.9, reason: 'r', rate_limit_rps: null, verdict_id: null, entity_type: 'ja4', entity: 't' },
     });
-    expect(row).toMatchObject({ rule_id: 'ja4:t', op: 'upsert', event_time: 1000, match_asn: 0, match_ja4: 't', match_json: '{"ja4":"t"}', expires_at: 1600, verdict_id: '' });
+    expect(row).toMatchObject({ rule_id: 'ja4:t', op: 'upsert', event_time: 1000, match_asn: 0, match_ja4: 't', match_json: '{"ja4":"t"}', expires_at: 1600, verdict_id: '', why: '', rate_limit_rps: 0 });
+  });
+
+  it('says why a rule was deleted, and keeps a rate limit', () => {
+    const row = ruleEventRow({
+      op: 'delete', at: 1_600_000, why: 'expired',
+      rule: { rule_id: 'asn:4200000001', match: { asn: 4_200_000_001 }, action: 'rate_limit', mode: 'enforce', created_at: 1_000_000, updated_at: 1_000_000, expires_at: 1_600_000,
+        score: 0.9, reason: 'r', rate_limit_rps: 2, verdict_id: 'v', entity_type: 'asn', entity: '4200000001' },
+    });
+    expect(row).toMatchObject({ op: 'delete', why: 'expired', match_asn: 4_200_000_001, action: 'rate_limit', rate_limit_rps: 2, reason: 'r', verdict_id: 'v' });
   });
 });

@@ -52,6 +52,15 @@ export function featuresOf(version: string): ServerFeatures {
 
 type Column = [name: string, type: string];
 
+/**
+ * One detector's score as its own column, computed by the server from the detector arrays at
+ * insert, and on read for parts written before the column existed (so a migrated table shows it
+ * for old rows too). NULL when that detector did not look at the window (population below its
+ * minimum requests, shift when the volume was calm).
+ */
+const detectorScore = (name: string): string =>
+  `Nullable(Float64) MATERIALIZED if(has(detector_names, '${name}'), detector_scores[indexOf(detector_names, '${name}')], NULL)`;
+
 /** Table definitions: columns are the contract for analysts (docs/analysts.md). `LC` becomes LowCardinality(String) where supported. */
 export const TABLES: Record<'verdicts' | 'window_aggregates' | 'rule_events', { columns: Column[]; orderBy: string; partitionBy: string; ttlColumn: string }> = {
   verdicts: {
@@ -65,6 +74,11 @@ export const TABLES: Record<'verdicts' | 'window_aggregates' | 'rule_events', { 
       ['anomalous', 'UInt8'],
       ['detector_names', 'Array(String)'],
       ['detector_scores', 'Array(Float64)'],
+      // Per-detector scores an analyst filters on (`WHERE population_score > 0.9`); the arrays stay the source of truth.
+      ['volume_score', detectorScore('volume')],
+      ['onset_score', detectorScore('onset')],
+      ['population_score', detectorScore('population')],
+      ['shift_score', detectorScore('shift')],
       ['reasons', 'Array(String)'],
       ['feature_names', 'Array(String)'],
       ['feature_values', 'Array(Float64)'],
@@ -132,6 +146,10 @@ export const TABLES: Record<'verdicts' | 'window_aggregates' | 'rule_events', { 
       ['expires_at', "DateTime('UTC')"],
       ['score', 'Float64'],
       ['reason', 'String'],
+      // Why a delete happened (`expired`, …); empty for upserts.
+      ['why', 'LC'],
+      // Requests per second per client of a `rate_limit` rule; 0 for other actions.
+      ['rate_limit_rps', 'Float64'],
       ['verdict_id', 'String'],
       ['entity_type', 'LC'],
       ['entity', 'String'],
@@ -201,6 +219,11 @@ export function verdictRow(v: Verdict): Record<string, unknown> {
   };
 }
 
+/** Window aggregate → `window_aggregates` row. */
+export function aggregateRow(r: WindowAggregateRow): Record<string, unknown> {
+  return { ...r, window_start: sec(r.window_start), window_end: sec(r.window_end) };
+}
+
 /** Rule change → `rule_events` row. */
 export function ruleEventRow(c: RuleChange): Record<string, unknown> {
   const r = c.rule;
@@ -218,6 +241,8 @@ export function ruleEventRow(c: RuleChange): Record<string, unknown> {
     expires_at: sec(r.expires_at),
     score: r.score,
     reason: r.reason,
+    why: c.op === 'delete' ? c.why : '',
+    rate_limit_rps: r.rate_limit_rps ?? 0,
     verdict_id: r.verdict_id ?? '',
     entity_type: r.entity_type ?? '',
     entity: r.entity ?? '',
@@ -287,17 +312,20 @@ export class ClickHouseSink implements PipelineSink {
     for (const [name, ty] of TABLES[table].columns) {
       if (!have.has(name)) {
         const features = this.features as ServerFeatures;
+        // 18.16 keeps MATERIALIZED columns in a list of their own: AFTER neither places one nor
+        // names one ("Cannot find column … to insert after"); their place does not matter.
+        const position = after && !/ MATERIALIZED /.test(ty) ? ` AFTER ${after}` : '';
         await this.client.command({
-          query: `ALTER TABLE ${this.settings.database}.${table} ADD COLUMN ${name} ${columnType(ty, features)}${after ? ` AFTER ${after}` : ''}`,
+          query: `ALTER TABLE ${this.settings.database}.${table} ADD COLUMN ${name} ${columnType(ty, features)}${position}`,
         });
         logger.info({ table, column: name }, 'clickhouse column added');
       }
-      after = name;
+      if (!/ MATERIALIZED /.test(ty)) after = name;
     }
   }
 
   async writeAggregates(rows: readonly WindowAggregateRow[]): Promise<void> {
-    for (const r of rows) this.buffers.window_aggregates.push({ ...r, window_start: sec(r.window_start), window_end: sec(r.window_end) });
+    for (const r of rows) this.buffers.window_aggregates.push(aggregateRow(r));
     await this.flushFull();
   }
 

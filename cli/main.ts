@@ -6,6 +6,7 @@ import { logger } from '../logger.js';
 import { packageVersion } from '../pipeline.js';
 import { demoCommand } from './demo.js';
 import { replayCommand } from './replay.js';
+import { rulesCommand } from './rules.js';
 import { runCommand } from './run.js';
 import { simulateCommand } from './simulate.js';
 
@@ -17,6 +18,7 @@ const program = new Command('burstwatch')
   .addCommand(runCommand())
   .addCommand(replayCommand())
   .addCommand(simulateCommand())
+  .addCommand(rulesCommand())
   .addCommand(infraCommand())
   .addHelpText('after', '\nRun `burstwatch <command> --help` for the options of a command.\nLogs are JSON lines on stderr (BURSTWATCH_LOG_LEVEL=debug|info|warn|error).\n');
 

@@ -86,7 +86,8 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
   };
 }
 
-function collect(value: string, previous: string[]): string[] {
+/** Commander's collector of a repeatable option. */
+export function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 

@@ -75,13 +75,17 @@ function untilStopped(): Promise<string> {
   });
 }
 
-function tailCommand(): Command {
-  return new Command('tail')
-    .description('Follow the edge-rule topic and print each rule change as an NDJSON line (CONTRACTS §4 replay shape) as it arrives.')
+/** The options every `rules` subcommand takes: where the topic is. */
+function withConnection(cmd: Command): Command {
+  return cmd
     .option('--topic <name>', 'edge-rule topic (default: edge_rules.topic of the config, edge-rules)')
     .option('--brokers <list>', 'Kafka bootstrap brokers, comma-separated (default: kafka.brokers of the config, 127.0.0.1:19092)')
+    .option('--config <file>', 'JSON configuration file (its kafka section is used: TLS, SASL)');
+}
+
+function tailCommand(): Command {
+  return withConnection(new Command('tail').description('Follow the edge-rule topic and print each rule change as an NDJSON line (CONTRACTS §4 replay shape) as it arrives.'))
     .option('--from-beginning', 'also print every message already on the topic (else only changes after the rules in force are read)', false)
-    .option('--config <file>', 'JSON configuration file (its kafka section is used: TLS, SASL)')
     .addHelpText(
       'after',
       '\nThe rules in force are read first (quietly, unless --from-beginning), so a delete line carries the rule it removes.\n' +
@@ -106,12 +110,8 @@ function tailCommand(): Command {
 }
 
 function listCommand(): Command {
-  return new Command('list')
-    .description('Read the edge-rule topic up to its high watermark and print the rules in force now, as an edge node holds them; then exit.')
-    .option('--topic <name>', 'edge-rule topic (default: edge_rules.topic of the config, edge-rules)')
-    .option('--brokers <list>', 'Kafka bootstrap brokers, comma-separated (default: kafka.brokers of the config, 127.0.0.1:19092)')
+  return withConnection(new Command('list').description('Read the edge-rule topic up to its high watermark and print the rules in force now, as an edge node holds them; then exit.'))
     .option('--json', 'one NDJSON line per rule (every field of schemas/edge-rule.avsc; match holds only the keys set) instead of a table', false)
-    .option('--config <file>', 'JSON configuration file (its kafka section is used: TLS, SASL)')
     .addHelpText('after', '\nRules past their expires_at are not listed, even if their tombstone has not come yet.\n\nExample:\n  npx burstwatch rules list --json | jq -r .rule_id\n')
     .action(async (o: RulesOptions & { json: boolean }) => {
       const sub = subscriber(o);

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { loadConfig } from '../config.js';
 import { logger } from '../logger.js';
+import { collect } from './replay.js';
 import { startService, type Service } from './service.js';
 
 /** Installs SIGTERM/SIGINT handlers that stop `service` gracefully within `graceMs`, then exit. */
@@ -46,12 +47,15 @@ export function runCommand(): Command {
     .option('--group <id>', 'consumer group (overrides input.group_id)')
     .option('--clickhouse <url>', 'ClickHouse HTTP URL (overrides clickhouse.url)')
     .option('--schema-registry <url>', 'Confluent-compatible schema registry (overrides input.schema_registry.url)')
+    .option('--allow <entity>', "never make a rule for this entity, e.g. 'asn:15169' or 'ja4:t13d…' (repeatable; added to rules.allow)", collect, [])
+    .option('--allow-file <path>', 'allowlist file, one entry per line, followed while running: edits or SIGHUP apply without a restart (rules.allow_file)')
     .addHelpText(
       'after',
       '\nStops gracefully on SIGTERM/SIGINT: finishes the batch in hand, flushes the sinks, commits, exits.\n' +
-        'Metrics: http://127.0.0.1:9464/metrics (also /healthz and /readyz).\n',
+        'Metrics: http://127.0.0.1:9464/metrics (also /healthz and /readyz).\n' +
+        '\nExample:\n  npx burstwatch run --config prod.json --allow asn:15169 --allow-file /etc/burstwatch/allow.txt\n',
     )
-    .action(async (o: { config?: string; brokers?: string; topic?: string; group?: string; clickhouse?: string; schemaRegistry?: string }) => {
+    .action(async (o: { config?: string; brokers?: string; topic?: string; group?: string; clickhouse?: string; schemaRegistry?: string; allow: string[]; allowFile?: string }) => {
       const overrides: Record<string, Record<string, unknown>> = {};
       if (o.brokers) overrides.kafka = { brokers: o.brokers.split(',') };
       if (o.topic || o.group || o.schemaRegistry) {
@@ -62,6 +66,10 @@ export function runCommand(): Command {
         };
       }
       if (o.clickhouse) overrides.clickhouse = { url: o.clickhouse };
+      if (o.allow.length > 0 || o.allowFile) {
+        const base = loadConfig(o.config);
+        overrides.rules = { ...(o.allow.length > 0 ? { allow: [...base.rules.allow, ...o.allow] } : {}), ...(o.allowFile ? { allow_file: o.allowFile } : {}) };
+      }
       const config = loadConfig(o.config, overrides);
       const service = await startService(config);
       logger.info({ topic: config.input.topic, group: config.input.group_id }, 'burstwatch running; Ctrl-C to stop');

@@ -11,7 +11,7 @@ import { encodeConfluent, encodePlain, encodeSingleObject } from '../../schemas/
 import { fingerprintBytes } from '../../schemas/fingerprint.js';
 import { edgeRuleFromAvro, edgeRuleType, requestLogType, type RequestLog } from '../../schemas/index.js';
 import { SchemaRegistryClient } from '../../schemas/registry.js';
-import { aggregatesInClickHouse, expectExactAggregates, JA4_APP, JA4_BOT, readTopic, T0, traffic } from './helpers.js';
+import { aggregatesInClickHouse, expectExactAggregates, JA4_APP, JA4_BOT, produceToNewTopic, readTopic, T0, traffic } from './helpers.js';
 
 describe('backbone on real Kafka, ClickHouse and schema registry', () => {
   const id = randomBytes(4).toString('hex');
@@ -43,20 +43,13 @@ describe('backbone on real Kafka, ClickHouse and schema registry', () => {
       { key: 'g-unknown-fp', value: Buffer.concat([Buffer.from([0xc3, 0x01]), randomBytes(8), plain]), reason: 'unknown_fingerprint' },
       { key: 'g-bad-ip', value: encodePlain(requestLogType, { ...sample, client_ip: 'not-an-ip' }), reason: 'invalid_value' },
     );
-    const admin = kafka.admin();
-    await admin.connect();
-    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 3, replicationFactor: 1 }] });
-    await admin.disconnect();
-    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-    await producer.connect();
     const messages: { key: string; value: Buffer | null }[] = logs.map((log, i) => ({
       key: log.client_ip,
       value: i % 3 === 0 ? encodePlain(requestLogType, log) : i % 3 === 1 ? encodeSingleObject(requestLogType, log) : encodeConfluent(schemaId, requestLogType, log),
     }));
     // Garbage in the middle of the stream, where it must not disturb anything around it.
     messages.splice(1000, 0, ...garbage.map((g) => ({ key: g.key, value: g.value })));
-    for (let i = 0; i < messages.length; i += 1000) await producer.send({ topic, acks: -1, messages: messages.slice(i, i + 1000) });
-    await producer.disconnect();
+    await produceToNewTopic(kafka, topic, messages);
     produced = messages.length;
 
     const config = parseConfig({

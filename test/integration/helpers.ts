@@ -54,6 +54,18 @@ export function expectedWindows(logs: RequestLog[]): Map<string, { requests: num
   return out;
 }
 
+/** Creates `topic` (3 partitions) and writes `messages` to it, acknowledged by every replica, in batches of 1000. */
+export async function produceToNewTopic(kafka: Kafka, topic: string, messages: { key: string | null; value: Buffer | null }[]): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 3, replicationFactor: 1 }] });
+  await admin.disconnect();
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await producer.connect();
+  for (let i = 0; i < messages.length; i += 1000) await producer.send({ topic, acks: -1, messages: messages.slice(i, i + 1000) });
+  await producer.disconnect();
+}
+
 export async function readTopic(kafka: Kafka, topic: string, expected: number, timeoutMs = 30_000) {
   const consumer = kafka.consumer({ groupId: `it-reader-${randomBytes(4).toString('hex')}` });
   const got: { key: string | null; value: Buffer | null; headers: IHeaders }[] = [];

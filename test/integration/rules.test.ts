@@ -10,7 +10,7 @@ import { parseConfig, type Config } from '../../config.js';
 import { localEndpoints } from '../../infra/index.js';
 import { encodeSingleObject } from '../../schemas/codec.js';
 import { edgeRuleFromAvro, edgeRuleType, requestLogType, type EdgeRule, type RequestLog } from '../../schemas/index.js';
-import { BURST_START, JA4_BOT, readTopic, T0, traffic } from './helpers.js';
+import { BURST_START, JA4_BOT, produceToNewTopic, readTopic, T0, traffic } from './helpers.js';
 
 /**
  * The rule lifecycle on the live service, real Kafka and ClickHouse: a burst gets a rule for its
@@ -82,15 +82,7 @@ describe('rule lifecycle on real Kafka and ClickHouse', () => {
 
   beforeAll(async () => {
     writeFileSync(allowFile, '# allowlisted networks\nasn:3320\n');
-    const admin = kafka.admin();
-    await admin.connect();
-    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 3, replicationFactor: 1 }] });
-    await admin.disconnect();
-    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-    await producer.connect();
-    const messages = logs.map((log) => ({ key: log.client_ip, value: encodeSingleObject(requestLogType, log) }));
-    for (let i = 0; i < messages.length; i += 1000) await producer.send({ topic, acks: -1, messages: messages.slice(i, i + 1000) });
-    await producer.disconnect();
+    await produceToNewTopic(kafka, topic, logs.map((log) => ({ key: log.client_ip, value: encodeSingleObject(requestLogType, log) })));
     first = await runOnce(`it-rl-${id}`);
     counts.push(await finalCounts());
     inserted.push({ ...first.clickhouse.stats.inserted });

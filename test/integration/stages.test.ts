@@ -13,7 +13,7 @@ import { internalTopics } from '../../consumers/topology.js';
 import { localEndpoints } from '../../infra/index.js';
 import { encodeSingleObject } from '../../schemas/codec.js';
 import { requestLogType } from '../../schemas/index.js';
-import { aggregatesInClickHouse, expectExactAggregates, readTopic, traffic } from './helpers.js';
+import { aggregatesInClickHouse, expectExactAggregates, produceToNewTopic, readTopic, traffic } from './helpers.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const bin = join(root, 'dist', 'cli', 'main.js');
@@ -127,15 +127,7 @@ describe('stages: restart, rebalance and two processes on real Kafka and ClickHo
   }
 
   beforeAll(async () => {
-    const admin = kafka.admin();
-    await admin.connect();
-    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 3, replicationFactor: 1 }] });
-    await admin.disconnect();
-    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-    await producer.connect();
-    const messages = logs.map((log) => ({ key: log.client_ip, value: encodeSingleObject(requestLogType, log) }));
-    for (let i = 0; i < messages.length; i += 1000) await producer.send({ topic, acks: -1, messages: messages.slice(i, i + 1000) });
-    await producer.disconnect();
+    await produceToNewTopic(kafka, topic, logs.map((log) => ({ key: log.client_ip, value: encodeSingleObject(requestLogType, log) })));
   });
 
   afterAll(async () => {

@@ -49,7 +49,7 @@ export type { PipelineSink } from './sinks/sink.js';
 export { ClickHouseSink, clickhouseConfigSchema } from './sinks/clickhouse.js';
 export { EdgeRuleSink, edgeRulesConfigSchema } from './sinks/edge-rules.js';
 export { NdjsonSink } from './sinks/ndjson.js';
-export { EdgeRuleSubscriber, edgeSubscriberOptionsSchema, RuleTable, type EdgeSubscriberOptions, type EdgeRuleChange, type EdgeSubscriberCounters, type MatchDecision, type MatchRequest, type RejectReason } from './edge/index.js';
+export { EdgeRuleSubscriber, edgeSubscriberOptionsSchema, RuleTable, VerifiedCrawlers, verifiedCrawlerSchema, type VerifiedCrawler, type EdgeSubscriberOptions, type EdgeRuleChange, type EdgeSubscriberCounters, type MatchDecision, type MatchRequest, type RejectReason } from './edge/index.js';
 
 export { replay, type ReplayOptions, type ReplaySummary } from './cli/replay.js';
 export { startService, type Service } from './cli/service.js';

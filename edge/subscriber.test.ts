@@ -6,6 +6,7 @@ import type { Logger } from '../logger.js';
 import { encodePlain, encodeSingleObject } from '../schemas/codec.js';
 import { edgeRuleToAvro, edgeRuleType, type EdgeRule, type RuleAction, type RuleMatch } from '../schemas/index.js';
 import { compareRules, REJECT_REASONS, RuleTable, ruleMatches, type MatchDecision, type MatchRequest, type RejectReason } from './rule-table.js';
+import { VerifiedCrawlers, verifiedCrawlerSchema } from './crawlers.js';
 import { EdgeRuleSubscriber } from './subscriber.js';
 
 /** fast-check runs are seeded so a failure replays the same way. */
@@ -342,5 +343,41 @@ describe('EdgeRuleSubscriber options', () => {
     expect(s.size).toBe(0);
     expect(s.match({ asn: 1 })).toEqual({ action: null, rule: null, shadow: [] });
     expect(s.counters).toMatchObject({ messages: 0, applied: 0, refused_at_cap: 0 });
+  });
+});
+
+describe('verified crawlers', () => {
+  const googlebot = { name: 'googlebot', user_agent: 'Googlebot', cidrs: ['66.249.64.0/19', '2001:4860:4801:10::/64'] };
+
+  it('exempts a request only when its user agent claims the crawler and its address is in its ranges', () => {
+    const c = new VerifiedCrawlers([verifiedCrawlerSchema.parse(googlebot)]);
+    const ua = 'Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)';
+    expect(c.verify({ client_ip: '66.249.66.1', user_agent: ua })).toBe('googlebot');
+    expect(c.verify({ client_ip: '2001:4860:4801:10::7', user_agent: ua.toLowerCase() })).toBe('googlebot');
+    expect(c.verify({ client_ip: '66.249.96.1', user_agent: ua })).toBeNull(); // outside the /19
+    expect(c.verify({ client_ip: '66.249.66.1', user_agent: 'python-requests/2.31' })).toBeNull(); // its ranges, not its claim
+    expect(c.verify({ client_ip: 'not-an-ip', user_agent: ua })).toBeNull();
+    expect(c.verify({ user_agent: ua })).toBeNull();
+  });
+
+  it('lets a verified crawler through every rule in match, and counts it', () => {
+    const s = new EdgeRuleSubscriber({ brokers: ['127.0.0.1:19092'], verified_crawlers: [googlebot] });
+    expect(s.match({ asn: 15169, client_ip: '66.249.66.1', user_agent: 'Googlebot/2.1' })).toEqual({ action: null, rule: null, shadow: [], crawler: 'googlebot' });
+    expect(s.exemptByCrawler).toBe(1);
+    expect(s.match({ asn: 15169, client_ip: '203.0.113.9', user_agent: 'Googlebot/2.1' })).toEqual({ action: null, rule: null, shadow: [] });
+  });
+
+  it('names the bad key of a crawler', () => {
+    const key = (crawler: unknown): string => {
+      try {
+        new EdgeRuleSubscriber({ brokers: ['127.0.0.1:19092'], verified_crawlers: [crawler as never] });
+      } catch (err) {
+        return (err as ConfigError).key;
+      }
+      return 'no error';
+    };
+    expect(key({ ...googlebot, cidrs: ['66.249.64.0/33'] })).toBe('verified_crawlers.0.cidrs.0');
+    expect(key({ ...googlebot, user_agent: '(' })).toBe('verified_crawlers.0.user_agent');
+    expect(key({ ...googlebot, ua: 'x' })).toBe('verified_crawlers.0.ua');
   });
 });

@@ -6,6 +6,7 @@ import { createKafka, kafkaConfigSchema } from '../consumers/kafka-client.js';
 import { BurstwatchError, ConfigError, errorMessage } from '../errors.js';
 import { logger as defaultLogger, type Logger } from '../logger.js';
 import type { EdgeRule } from '../schemas/index.js';
+import { VerifiedCrawlers, verifiedCrawlerSchema } from './crawlers.js';
 import { RuleTable, type ApplyOutcome, type MatchDecision, type MatchRequest, type RuleTableCounters } from './rule-table.js';
 
 /**
@@ -34,6 +35,13 @@ export const edgeSubscriberOptionsSchema = z
     bootstrap_timeout_ms: z.number().int().positive().default(60_000),
     /** Wall clock for expiry, epoch ms. Default `Date.now`. */
     clock: z.custom<() => number>((v) => typeof v === 'function', { message: 'must be a function returning epoch ms' }).optional(),
+    /**
+     * Crawlers exempt from every rule when verified per request: the user agent claims one and
+     * the address is in its published ranges (edge/crawlers.ts). The allowlist by verified
+     * crawler lives here, at the edge, where each request's address and user agent are known.
+     * Default none.
+     */
+    verified_crawlers: z.array(verifiedCrawlerSchema).default([]),
     /** pino logger. Default burstwatch's (JSON lines on stderr). */
     logger: z.custom<Logger>((v) => typeof v === 'object' && v !== null && typeof (v as Logger).warn === 'function', { message: 'must be a pino logger' }).optional(),
   })
@@ -84,7 +92,9 @@ function parseOptions(raw: unknown): z.output<typeof edgeSubscriberOptionsSchema
   if (res.success) return res.data;
   const issue = res.error.issues[0] as z.core.$ZodIssue;
   if (issue.code === 'unrecognized_keys') {
-    throw new ConfigError((issue as { keys: string[] }).keys[0] ?? '?', `unknown option; accepted: ${Object.keys(edgeSubscriberOptionsSchema.shape).join(', ')}`);
+    const key = [...issue.path.map(String), (issue as { keys: string[] }).keys[0] ?? '?'].join('.');
+    const accepted = issue.path.length === 0 ? Object.keys(edgeSubscriberOptionsSchema.shape) : Object.keys(verifiedCrawlerSchema.shape);
+    throw new ConfigError(key, `unknown option; accepted: ${accepted.join(', ')}`);
   }
   throw new ConfigError(issue.path.map(String).join('.') || '(options)', issue.message);
 }
@@ -109,6 +119,9 @@ export class EdgeRuleSubscriber extends EventEmitter<EdgeRuleSubscriberEvents> {
   private readonly options: z.output<typeof edgeSubscriberOptionsSchema>;
   private readonly kafka: Kafka;
   private readonly table: RuleTable;
+  private readonly crawlers: VerifiedCrawlers;
+  /** Requests exempted as a verified crawler by {@link match} (a metric). */
+  exemptByCrawler = 0;
   private readonly log: Logger;
   private consumer: Consumer | null = null;
   private groupId = '';
@@ -125,6 +138,7 @@ export class EdgeRuleSubscriber extends EventEmitter<EdgeRuleSubscriberEvents> {
     this.log = this.options.logger ?? defaultLogger;
     this.kafka = this.options.kafka ?? createKafka(kafkaConfigSchema.parse({ brokers: this.options.brokers, client_id: this.options.client_id }));
     this.table = new RuleTable({ maxRules: this.options.max_rules, clock: this.options.clock ?? Date.now, logger: this.log });
+    this.crawlers = new VerifiedCrawlers(this.options.verified_crawlers);
   }
 
   /** The topic followed. */
@@ -256,7 +270,14 @@ export class EdgeRuleSubscriber extends EventEmitter<EdgeRuleSubscriberEvents> {
   }
 
   /** The decision for a request (any subset of asn, ja4, country, host, client_ip, user_agent); see {@link MatchDecision}. */
-  match(request: MatchRequest): MatchDecision {
+  match(request: MatchRequest): MatchDecision & { crawler?: string } {
+    if (this.crawlers.size > 0) {
+      const crawler = this.crawlers.verify(request);
+      if (crawler !== null) {
+        this.exemptByCrawler++;
+        return { action: null, rule: null, shadow: [], crawler };
+      }
+    }
     return this.table.match(request);
   }
 

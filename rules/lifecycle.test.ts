@@ -110,6 +110,18 @@ describe('RuleLifecycle policy', () => {
     expect(off.rules[0]?.action).toBe('challenge');
   });
 
+  it('remembers at most 10 offences per rule the cap allows, forgetting the oldest', () => {
+    const rl = new RuleLifecycle(ruleLifecycleSchema.parse({ create_after_windows: 1, remove_after_calm_windows: 1, max_active_rules: 2 }));
+    for (let i = 0; i < 25; i++) {
+      rl.onWatermark(100_000 + i * 20_000);
+      rl.onWindow([verdict('asn', String(i), 100_000 + i * 20_000)]);
+    }
+    const offences = Object.keys(rl.toJSON().offences ?? {});
+    expect(offences).toHaveLength(20);
+    expect(offences).not.toContain('asn:4');
+    expect(offences).toContain('asn:5');
+  });
+
   it('publishes selected rules in shadow mode, and rules whose blast radius is too wide', () => {
     const rl = new RuleLifecycle({ ...defaults, create_after_windows: 1, shadow: ['type:ja4'] });
     const typical = (v: Verdict, requests: number): Verdict => ({ ...v, typical: { requests } });

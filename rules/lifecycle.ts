@@ -340,8 +340,15 @@ export class RuleLifecycle {
     const esc = cfg.escalation;
     const prior = this.offences.get(id);
     const count = prior && v.window_end - prior.last <= esc.within_ms ? prior.count + 1 : 1;
+    // Most recent last (delete, then set), so that the oldest go first when the memory is full.
+    this.offences.delete(id);
     this.offences.set(id, { count, last: v.window_end });
     this.dirty.add(OFFENCE_KEY + id);
+    for (const old of this.offences.keys()) {
+      if (this.offences.size <= OFFENCES_PER_RULE * cfg.max_active_rules) break;
+      this.offences.delete(old);
+      this.dirty.add(OFFENCE_KEY + old);
+    }
     if (esc.enabled && count >= esc.after_offences && action !== esc.action) {
       notes.push(`repeat offender: rule ${count} within ${fmtDuration(esc.within_ms)}, escalated from ${action} to ${esc.action}`);
       action = esc.action;
@@ -544,6 +551,9 @@ export class RuleLifecycle {
     return key === TRAFFIC_KEY || key.startsWith(RULE_KEY) || key.startsWith(PENDING_KEY) || key.startsWith(OFFENCE_KEY);
   }
 }
+
+/** Offences remembered per rule the cap allows: bounded state under a churn of short-lived rules (the oldest are forgotten). */
+const OFFENCES_PER_RULE = 10;
 
 /** Changelog keys of {@link RuleLifecycle.takeStateChanges}. */
 const RULE_KEY = 'rule|';

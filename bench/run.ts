@@ -16,7 +16,10 @@
  * - detectors: the entity scorer's cost per closed window, population off, fits inline and fits
  *   in a worker, against the window engine's time for the same windows (bench/detector-cost.ts).
  * - edge: the edge subscriber's match against a linear scan, change latency from EdgeRuleSink to a
- *   subscriber on the local Kafka, and bootstrap time (bench/edge-bench.ts).
+ *   subscriber on the local Kafka, verdict-to-rule latency on the live service, and bootstrap time
+ *   (bench/edge-bench.ts).
+ * - clickhouse: verdict rows/s through ClickHouseSink against a bare client insert of the same rows
+ *   (bench/clickhouse-bench.ts).
  *
  * Knobs (environment): BENCH_SECTIONS (comma-separated, default all; sections not run keep
  * their previous text in RESULTS.md), BENCH_ROUNDS (default 3, replay and windows),
@@ -35,6 +38,7 @@ import { replay } from '../cli/replay.js';
 import { DEFAULT_SCENARIOS, generateTraffic } from '../cli/traffic.js';
 import { parseConfig } from '../config.js';
 import { validateRequestLog } from '../schemas/codec.js';
+import { runClickHouseBench } from './clickhouse-bench.js';
 import { codeState as codeStateOf } from './code-state.js';
 import { runDetectorCostBench } from './detector-cost.js';
 import { runEdgeBench } from './edge-bench.js';
@@ -42,7 +46,7 @@ import { runForestBench } from './forest-bench.js';
 import { runTemporalBench } from './temporal-bench.js';
 import { runWindowsBench, windowsMarkdown } from './windows-bench.js';
 
-const SECTIONS = ['replay', 'windows', 'cardinality', 'forest', 'temporal', 'detectors', 'edge'] as const;
+const SECTIONS = ['replay', 'windows', 'cardinality', 'forest', 'temporal', 'detectors', 'edge', 'clickhouse'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 1_000_000);
@@ -225,6 +229,7 @@ const TITLES: Record<Section, string> = {
   temporal: '## Temporal detectors on a labelled evaluation of spikes, bursts, steps and ramps',
   detectors: '## Detector cost per scored window',
   edge: '## Edge subscriber: match throughput, change latency, bootstrap',
+  clickhouse: '## ClickHouse insert throughput for verdict rows',
 };
 
 /** The sections of the current RESULTS.md, to keep those not run this time. */
@@ -278,6 +283,7 @@ for (const s of selected) {
     else if (s === 'forest') body = `${TITLES.forest}\n\nRun on ${today()}; ${machine}.\n\n${runForestBench(benchDir)}\n${knobs(['BENCH_FOREST'])}`;
     else if (s === 'temporal') body = `${TITLES.temporal}\n\nRun on ${today()}; ${machine}.\n\n${runTemporalBench()}\n${knobs(['BENCH_TEMPORAL'])}`;
     else if (s === 'edge') body = `${TITLES.edge}\n\nRun on ${today()}; ${machine}.\n\n${await runEdgeBench()}\n${knobs(['BENCH_EDGE'])}`;
+    else if (s === 'clickhouse') body = `${TITLES.clickhouse}\n\nRun on ${today()}; ${machine}.\n\n${await runClickHouseBench()}\n${knobs(['BENCH_CLICKHOUSE'])}`;
     else {
       const script = new URL(here.includes('/dist/') ? '../detectors/population-worker.js' : '../dist/detectors/population-worker.js', import.meta.url);
       body = `${TITLES.detectors}\n\nRun on ${today()}; ${machine}.\n\n${await runDetectorCostBench(script)}\n${knobs(['BENCH_DETECTORS', 'BENCH_ROUNDS'])}`;

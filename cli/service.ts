@@ -6,7 +6,7 @@ import { createKafka } from '../consumers/kafka-client.js';
 import { PaneTask, paneStageStats, type PaneStageStats } from '../consumers/pane-stage.js';
 import { ensureInternalTopics, internalTopics, stageGroups } from '../consumers/topology.js';
 import { TransactionalStage } from '../consumers/transactional-stage.js';
-import { WindowTask, windowStageStats, type WindowStageStats } from '../consumers/window-stage.js';
+import { WindowTask, windowStageStats, type WindowStageContext, type WindowStageStats } from '../consumers/window-stage.js';
 import { RuleTask, ruleStageStats, type RuleStageStats } from '../rules/rule-stage.js';
 import type { Kafka } from 'kafkajs';
 import { logger } from '../logger.js';
@@ -76,8 +76,9 @@ export function createDecoder(config: Config): RequestLogDecoder {
  * (docs/scaling.md §4), ClickHouse and the edge-rule and dead-letter topics out, metrics on
  * `metrics.port`. Every topic and table is created before the first record is read. Any
  * number of processes may run this with the same config: the groups share the partitions.
+ * `hooks.onWindow` sees each window stage 2 closes, with its verdicts (benches, tests). Default none.
  */
-export async function startService(config: Config): Promise<Service> {
+export async function startService(config: Config, hooks: { onWindow?: WindowStageContext['onWindow'] } = {}): Promise<Service> {
   loadSchema('request-log.avsc'); // fail early if the package is incomplete
   const kafka = createKafka(config.kafka);
   const clickhouse = new ClickHouseSink(config.clickhouse);
@@ -96,7 +97,7 @@ export async function startService(config: Config): Promise<Service> {
   const stats = { panes: paneStageStats(), windows: windowStageStats(), rules: ruleStageStats() };
   const inputPartitions = await partitionCount(kafka, config.input.topic);
   const paneCtx = { config, decoder: createDecoder(config), deadLetter, late, inputPartitions, repartitionTopic: t.repartition, repartitions, stats: stats.panes };
-  const windowCtx = { kafka, config, sinks: [clickhouse], changelogTopic: t.changelog, verdictTopic: t.verdicts, pipelineVersion: version, stats: stats.windows };
+  const windowCtx = { kafka, config, sinks: [clickhouse], changelogTopic: t.changelog, verdictTopic: t.verdicts, pipelineVersion: version, stats: stats.windows, onWindow: hooks.onWindow };
   const ruleCtx = { kafka, config: config.rules, slideMs: config.windows.slide_ms, repartitions, changelogTopic: t.rulesChangelog, sinks: [edgeRules, clickhouse], stats: stats.rules };
   // rules.allow_file: read now (a bad line is a config error), then followed; changes reach the
   // live rules task and any task created later, without a restart.

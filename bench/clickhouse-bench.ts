@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { median } from 'simple-statistics';
 import type { EntityType } from '../consumers/aggregates.js';
 import { scopeOf, verdictId, type Verdict } from '../detectors/verdict.js';
 import { localEndpoints } from '../infra/index.js';
@@ -20,11 +21,6 @@ import { clickhouseConfigSchema, ClickHouseSink, createTableSql, featuresOf, ver
 
 const num = (name: string, dflt: number): number => (process.env[name] === undefined ? dflt : Number(process.env[name]));
 const fmt = (x: number): string => Math.round(x).toLocaleString('en-US');
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
 
 /** What the default scorer writes into model_version (detectors/entity-scorer.ts). */
 const MODEL_VERSION = 'ensemble/3 rd(h=60 w=18 rel=0.1) if(w=30 n=256 r=6 s=0) t=0.8 vw=0.6 adapt=30 surge=on';

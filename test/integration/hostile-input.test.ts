@@ -1,0 +1,118 @@
+import { randomBytes } from 'node:crypto';
+import { Kafka } from 'kafkajs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startService, type Service } from '../../cli/service.js';
+import { parseConfig } from '../../config.js';
+import { DLQ_HEADERS } from '../../consumers/dead-letter.js';
+import { localEndpoints } from '../../infra/index.js';
+import { encodeConfluent, encodeSingleObject } from '../../schemas/codec.js';
+import { edgeRuleType, requestLogType, type RequestLog } from '../../schemas/index.js';
+import { readTopic, traffic } from './helpers.js';
+
+/**
+ * A corpus of hostile messages mixed into ordinary traffic, through the live service on the real
+ * Kafka and ClickHouse: every bad record reaches the dead-letter topic with its reason, the
+ * counters agree, the process does not crash, and the watermark is not wedged by a far-future
+ * timestamp (the ordinary records after it are windowed as usual).
+ */
+describe('hostile input on the live service', () => {
+  const id = randomBytes(4).toString('hex');
+  const topic = `it-hostile-${id}`;
+  const dlqTopic = `it-hostile-dlq-${id}`;
+  const database = `bw_it_hostile_${id}`;
+  const kafka = new Kafka({ clientId: 'it', brokers: localEndpoints.kafkaBrokers, logLevel: 1 });
+  const logs = traffic().slice(0, 20_000);
+  const sample = logs[100] as RequestLog;
+  const big = 10 * 1024 * 1024;
+  /** The corpus: each message with the dead-letter reason it must get (null: a valid record, however odd). */
+  const corpus: { name: string; key: Buffer | string | null; value: Buffer | null; headers?: Record<string, Buffer | string>; reason: string | null }[] = [
+    { name: 'truncated Avro', key: 'k1', value: encodeSingleObject(requestLogType, sample).subarray(0, 20), reason: 'truncated' },
+    { name: 'wrong magic byte', key: 'k2', value: Buffer.concat([Buffer.from([0x07]), encodeSingleObject(requestLogType, sample).subarray(1)]), reason: 'bad_magic' },
+    { name: 'unknown schema id', key: 'k3', value: encodeConfluent(2_000_000_001, requestLogType, sample), reason: 'unknown_schema_id' },
+    { name: 'wrong schema (an edge rule)', key: 'k4', value: encodeSingleObject(edgeRuleType, { rule_id: 'x', match: { asn: 1, ja4: null, country: null, host: null, client_ip: null, user_agent: null }, action: 'block', mode: 'enforce', created_at: 1, updated_at: 1, expires_at: 2, score: 1, reason: 'r', rate_limit_rps: null, verdict_id: null, entity_type: null, entity: null }), reason: 'unknown_fingerprint' },
+    { name: '10 MB of garbage', key: 'k5', value: Buffer.alloc(big, 0x41), reason: 'bad_magic' },
+    { name: 'a 10 MB user agent', key: 'k6', value: encodeSingleObject(requestLogType, { ...sample, request_id: 'huge-ua', user_agent: 'A'.repeat(big) }), reason: null },
+    { name: 'negative timestamp', key: 'k7', value: encodeSingleObject(requestLogType, { ...sample, request_id: 'neg', timestamp: -5 }), reason: 'invalid_value' },
+    { name: 'far-future timestamp', key: 'k8', value: encodeSingleObject(requestLogType, { ...sample, request_id: 'future', timestamp: 8_000_000_000_000 }), reason: 'future_timestamp' },
+    { name: 'invalid IP', key: 'k9', value: encodeSingleObject(requestLogType, { ...sample, request_id: 'ip', client_ip: '999.1.1.1' }), reason: 'invalid_value' },
+    { name: 'binary key and odd headers', key: randomBytes(300), value: encodeSingleObject(requestLogType, { ...sample, request_id: 'odd-headers' }), headers: { '': Buffer.alloc(0), 'x\u0000bin': randomBytes(64), ['h'.repeat(2000)]: 'v' }, reason: null },
+    { name: 'null key, null value', key: null, value: null, reason: 'empty' },
+  ];
+  let service: Service;
+
+  beforeAll(async () => {
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: [
+        { topic, numPartitions: 3, replicationFactor: 1, configEntries: [{ name: 'max.message.bytes', value: String(24 * 1024 * 1024) }] },
+        { topic: dlqTopic, numPartitions: 1, replicationFactor: 1, configEntries: [{ name: 'max.message.bytes', value: String(24 * 1024 * 1024) }] },
+      ],
+    });
+    await admin.disconnect();
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    const ordinary = logs.map((log) => ({ key: log.client_ip, value: encodeSingleObject(requestLogType, log) }));
+    // Half the ordinary traffic, the corpus (one message per request: some are 10 MB), then the rest.
+    const half = ordinary.length >> 1;
+    await producer.send({ topic, acks: -1, messages: ordinary.slice(0, half) });
+    for (const c of corpus) await producer.send({ topic, acks: -1, messages: [{ key: c.key, value: c.value, ...(c.headers ? { headers: c.headers } : {}) }] });
+    await producer.send({ topic, acks: -1, messages: ordinary.slice(half) });
+    await producer.disconnect();
+    service = await startService(
+      parseConfig({
+        kafka: { brokers: localEndpoints.kafkaBrokers },
+        // Without plain Avro (which has no magic byte, so anything could be one): a wrong magic byte is recognised as such.
+        input: { topic, group_id: `it-hostile-${id}`, encodings: ['single_object', 'confluent'], schema_registry: { url: localEndpoints.schemaRegistryUrl } },
+        dead_letter: { topic: dlqTopic },
+        edge_rules: { topic: `it-hostile-rules-${id}` },
+        clickhouse: { url: localEndpoints.clickhouseUrl, database },
+        windows: { idle_partition_ms: 2_000, idle_flush_ms: 2_000 },
+        metrics: { port: 0 },
+      }),
+    );
+    const total = ordinary.length + corpus.length;
+    // Every message read, then up to 30 s for the stages to settle (see the last test).
+    const until = Date.now() + 120_000;
+    while (Date.now() < until && service.stats.panes.messages < total && !service.fatal()) await new Promise((r) => setTimeout(r, 250));
+    const settleBy = Date.now() + 30_000;
+    while (Date.now() < settleBy && !(await service.settled(total)) && !service.fatal()) await new Promise((r) => setTimeout(r, 250));
+    await service.stop();
+  }, 300_000);
+
+  afterAll(async () => {
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.deleteTopics({ topics: [topic, dlqTopic, `it-hostile-rules-${id}`] }).catch(() => undefined);
+    await admin.disconnect();
+  });
+
+  it('did not fail, read every message, and the counters add up', () => {
+    expect(service.fatal()).toBeNull();
+    expect(service.stats.panes.messages).toBe(logs.length + corpus.length);
+    expect(service.stats.panes.decoded + service.stats.panes.deadLettered).toBe(service.stats.panes.messages);
+  });
+
+  it('put every bad record on the dead-letter topic with its reason, and nothing else', async () => {
+    const letters = await readTopic(kafka, dlqTopic, service.stats.panes.deadLettered, 60_000);
+    expect(letters).toHaveLength(service.stats.panes.deadLettered);
+    const reasons = letters.map((l) => l.headers[DLQ_HEADERS.reason]?.toString()).sort();
+    const expected = corpus.filter((c) => c.reason !== null).map((c) => c.reason as string);
+    expect(reasons, JSON.stringify(reasons)).toEqual(expected.sort());
+    // With their bytes, 10 MB included.
+    expect(letters.find((l) => l.value?.length === big)?.value?.equals(Buffer.alloc(big, 0x41))).toBe(true);
+  });
+
+  it('windowed the ordinary records after the far-future one: the watermark was not wedged', () => {
+    // The stream runs 8 minutes of event time: stage 2 closed windows through it.
+    expect(service.stats.windows.windowsClosed).toBeGreaterThan(20);
+  });
+
+  // Known bug found by this corpus, not yet understood (issue 6): afterwards one stage-2
+  // partition stops closing windows (nextWindowStart stays at 7:10 of the 8 minutes while the
+  // other five reach 8:00), so the rules stage keeps the last 5 windows pending and the service
+  // never settles, where the same traffic without the corpus does (backbone test). To do: find
+  // which message stalls it, fix it, and assert `service.settled(total)` and no pending window.
+  it.todo('lets every stage-2 partition close its windows, and the rules stage decide them, afterwards');
+});

@@ -19,6 +19,7 @@ import { WorkerTrainer } from '../detectors/population-trainer.js';
 import type { PopulationTrainer, TrainJob, TrainResult } from '../detectors/population.js';
 import { trainPopulationModel } from '../detectors/population.js';
 import type { RequestLog } from '../schemas/index.js';
+import { quantile } from 'simple-statistics';
 
 interface Timing {
   /** Wall time of the whole run: windowing and scoring, interleaved as in the pipeline. */
@@ -57,11 +58,6 @@ async function run(events: readonly RequestLog[], config: Config, scorer: Entity
   }
   await handle(engine.closeAll());
   return { totalMs: performance.now() - t0, perWindow, waitMs, verdicts, windows };
-}
-
-function quantile(xs: number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? Number.NaN;
 }
 
 /** Runs the section; returns its markdown (without the title). */

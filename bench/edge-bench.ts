@@ -30,6 +30,7 @@ import type { RuleChange } from '../rules/lifecycle.js';
 import { encodeSingleObject } from '../schemas/codec.js';
 import { requestLogType, type EdgeRule, type RequestLog, type RuleAction, type RuleMatch } from '../schemas/index.js';
 import { EdgeRuleSink, edgeRulesConfigSchema } from '../sinks/edge-rules.js';
+import { quantile } from 'simple-statistics';
 
 const seededRandom = (seed: number): (() => number) => {
   const r = new Random(seed, 0);
@@ -37,11 +38,6 @@ const seededRandom = (seed: number): (() => number) => {
 };
 const num = (name: string, dflt: number): number => (process.env[name] === undefined ? dflt : Number(process.env[name]));
 const fmt = (x: number): string => Math.round(x).toLocaleString('en-US');
-
-function quantile(xs: readonly number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? Number.NaN;
-}
 
 const ACTIONS: RuleAction[] = ['challenge', 'challenge', 'block', 'rate_limit', 'log'];
 

@@ -376,18 +376,17 @@ export class EntityScorer {
     // the window's rate, so both read against the same typical and the same thresholds): a flash
     // crowd's ramp lifts the newest slide before the window.
     const slidesPerWindow = (w.windowEnd - w.windowStart) / this.slideMs;
-    const pairs: PairTraffic[] = [];
-    const slidePairs: PairTraffic[] = [];
-    let anyOnset = false;
+    const pairs: (PairTraffic & { slide: number })[] = [];
     for (const x of scored) {
-      anyOnset ||= x.onset !== null;
       if (x.row.entity_type !== 'asn_ja4' || !x.main) continue;
       const [asn, ja4] = splitPair(x.row.entity);
-      pairs.push({ asn, ja4, requests: x.row.requests, typical: x.main.typical });
-      slidePairs.push({ asn, ja4, requests: x.row.requests_last_slide * slidesPerWindow, typical: x.main.typical });
+      pairs.push({ asn, ja4, requests: x.row.requests, typical: x.main.typical, slide: x.row.requests_last_slide * slidesPerWindow });
     }
     const rises: ExpectedRises = expectedRises(this.config.policy, pairs);
-    const slideRises: ExpectedRises | null = anyOnset ? expectedRises(this.config.policy, slidePairs) : null;
+    // Only when some onset was worked out: most windows have none.
+    const slideRises: ExpectedRises | null = scored.some((x) => x.onset !== null)
+      ? expectedRises(this.config.policy, pairs.map((p) => ({ ...p, requests: p.slide })))
+      : null;
     const population = this.population?.score(w.rows) ?? new Map<WindowAggregateRow, PopulationScore>();
     const out: Verdict[] = [];
     const flagged = new Set<WindowAggregateRow>();

@@ -53,7 +53,8 @@ function distributed(records: { part: number; r: RequestLog }[], partitions: num
   };
   const handOver = (b: PaneBuilder, all: boolean): void => {
     for (const pane of b.seal(all)) for (const m of partialMessages(pane)) deliver(m);
-    for (let t = 0; t < repartitions; t++) deliver({ kind: 'progress', source: b.source, sealedThrough: b.sealedThrough, idle: false, sources: partitions }, t);
+    // At the end every source goes idle, as in live mode before an idle flush.
+    for (let t = 0; t < repartitions; t++) deliver({ kind: 'progress', source: b.source, sealedThrough: b.sealedThrough, idle: all, sources: partitions }, t);
   };
   const out: ClosedWindow[] = [];
   for (const { part, r } of records) {
@@ -67,6 +68,8 @@ function distributed(records: { part: number; r: RequestLog }[], partitions: num
     a.flush();
     out.push(...a.drain());
   }
+  // Every partition ends the flush at the same next window, whatever entities it holds (the rules stage waits for all of them).
+  expect(new Set(stage2.map((a) => a.nextWindowStart)).size).toBe(1);
   return out;
 }
 

@@ -400,14 +400,28 @@ export class WindowAssembler {
   }
 
   /**
-   * Completes every pending pane and closes every window that holds data, however far the
-   * watermark is: end of input, or an idle flush. Later panes are still accepted, into the
-   * windows not yet closed.
+   * Completes every pending pane and closes every window that starts before the complete
+   * bound, however far the watermark is: end of input, or an idle flush. Later panes are still
+   * accepted, into the windows not yet closed.
+   *
+   * The windows closed depend on the bound alone, never on which entities this assembler
+   * happens to hold: scaled out, every stage-2 partition sees the same progress markers and so
+   * ends a flush at the same next window, which is what lets the rules stage decide the
+   * windows (it waits for every partition to pass them). A partition holding nothing in the
+   * last windows once stopped short of the others there, and the rules stage waited for it
+   * for ever.
    */
   flush(): void {
     for (const start of [...this.pending.keys()].sort((a, b) => a - b)) this.complete(start);
+    let end = Number.isFinite(this.completeBelow) ? this.completeBelow + this.sizeMs - this.slideMs : Number.NEGATIVE_INFINITY;
     const last = this.held[this.held.length - 1];
-    if (last !== undefined) this.closeWindowsEndingBy(last + this.sizeMs);
+    if (last !== undefined) end = Math.max(end, last + this.sizeMs);
+    if (Number.isFinite(end)) this.closeWindowsEndingBy(end);
+  }
+
+  /** Whether {@link flush} would close anything: panes held or waiting, or windows before the complete bound still open. */
+  get flushable(): boolean {
+    return this.held.length + this.pending.size > 0 || (Number.isFinite(this.completeBelow) && this.nextWindowStart < this.completeBelow);
   }
 
   private closeWindow(start: number): void {

@@ -156,7 +156,7 @@ export class WindowTask implements StageTask {
   private async closeWindows(out: StageOutput, nowMs: number): Promise<void> {
     if (this.assembler.allSourcesIdle) {
       this.allIdleSince ??= nowMs;
-      if (nowMs - this.allIdleSince >= this.ctx.config.windows.idle_flush_ms && this.assembler.heldPanes + this.assembler.pendingPanes > 0) {
+      if (nowMs - this.allIdleSince >= this.ctx.config.windows.idle_flush_ms && this.assembler.flushable) {
         this.assembler.flush();
       }
     } else this.allIdleSince = null;

@@ -65,6 +65,7 @@ export function errorMessage(err: unknown): string {
  * Runs `fn` until it succeeds, retrying only errors whose `retriable` flag is set (or that
  * `isRetriable` accepts), with full-jitter exponential backoff (AWS architecture blog,
  * "Exponential Backoff And Jitter", 2015). `random` is injectable so tests are deterministic.
+ * `retries` may be `Infinity` (an outage is waited out); `signal` ends the waiting at once.
  */
 export async function withRetry<T>(
   fn: (attempt: number) => Promise<T>,
@@ -91,7 +92,23 @@ export async function withRetry<T>(
       if (attempt >= retries || !isRetriable(err) || options.signal?.aborted) throw err;
       const delay = Math.floor(random() * Math.min(max, initial * 2 ** attempt));
       options.onRetry?.(err, attempt + 1, delay);
-      await new Promise((resolve) => setTimeout(resolve, delay));
+      await abortableSleep(delay, options.signal);
+      // Aborted while waiting: give up with the error that made it wait.
+      if (options.signal?.aborted) throw err;
     }
   }
+}
+
+/** Resolves after `ms`, or as soon as `signal` aborts. */
+export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }

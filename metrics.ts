@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Service } from './cli/service.js';
 
 /**
@@ -65,11 +65,81 @@ export function createMetrics(service: Service): Registry {
   counter('burstwatch_clickhouse_rows_total', 'Rows inserted into ClickHouse.', () => Object.values(clickhouse.stats.inserted).reduce((a, b) => a + b, 0));
   counter('burstwatch_clickhouse_retries_total', 'ClickHouse operations retried.', () => clickhouse.stats.retries);
   counter('burstwatch_rule_messages_total', 'Messages published to the edge-rule topic.', () => edgeRules.published);
+  counter('burstwatch_dead_letters_total', 'Messages acknowledged on the dead-letter topic.', () => deadLetter.writer.sent);
+
+  // Lag, backpressure and retries, per stage.
+  const stages = { panes: service.panes, windows: service.windows, rules: service.rules } as const;
+  new Gauge({
+    name: 'burstwatch_consumer_lag_messages',
+    help: "Messages between what a stage has consumed and its partition's high watermark at the last fetch, by stage and partition.",
+    labelNames: ['stage', 'partition'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [name, st] of Object.entries(stages)) for (const [p, lag] of st.lag()) this.set({ stage: name, partition: String(p) }, lag);
+    },
+  });
+  new Gauge({
+    name: 'burstwatch_stage_busy_seconds',
+    help: 'How long the batch in hand has been running, by stage: a batch waiting out a sink outage grows it (consumption is paused meanwhile).',
+    labelNames: ['stage'],
+    registers: [registry],
+    collect() {
+      for (const [name, st] of Object.entries(stages)) this.set({ stage: name }, st.busyMs() / 1000);
+    },
+  });
+  new Counter({
+    name: 'burstwatch_stage_retries_total',
+    help: 'Batches or transactions that failed with a retriable error and were restarted from the checkpoint, by stage.',
+    labelNames: ['stage'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [name, st] of Object.entries(stages)) this.inc({ stage: name }, st.stats.retries);
+    },
+  });
+
+  // Sinks: health, buffered rows, retries, batch latency.
+  gauge('burstwatch_sink_healthy', 'Whether ClickHouse answers (0 during an outage, while its inserts are retried and consumption waits).', () => (clickhouse.healthy ? 1 : 0));
+  gauge('burstwatch_sink_buffered_rows', 'ClickHouse rows buffered and not yet inserted.', () => clickhouse.bufferedRows);
+  new Counter({
+    name: 'burstwatch_sink_retries_total',
+    help: 'Sink operations retried after a retriable error, by sink.',
+    labelNames: ['sink'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ sink: 'clickhouse' }, clickhouse.stats.retries);
+      this.inc({ sink: 'edge_rules' }, edgeRules.writer.retries);
+      this.inc({ sink: 'dead_letter' }, deadLetter.writer.retries);
+    },
+  });
+  const batchSeconds = new Histogram({
+    name: 'burstwatch_sink_batch_seconds',
+    help: 'Duration of each successful sink batch (a ClickHouse insert, an acknowledged Kafka send), by sink and table or topic.',
+    labelNames: ['sink', 'table'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  clickhouse.onBatch = (table, _rows, seconds) => batchSeconds.observe({ sink: 'clickhouse', table }, seconds);
+  edgeRules.writer.onBatch = (_n, seconds) => batchSeconds.observe({ sink: 'edge_rules', table: edgeRules.writer.spec.topic }, seconds);
+  deadLetter.writer.onBatch = (_n, seconds) => batchSeconds.observe({ sink: 'dead_letter', table: deadLetter.writer.spec.topic }, seconds);
+  const scoring = new Histogram({
+    name: 'burstwatch_detector_seconds',
+    help: "Time to score one closed window of a stage-2 partition: every entity's detectors and the population forest (waiting for its fit included).",
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  stats.windows.onScored = (seconds) => scoring.observe(seconds);
   return registry;
 }
 
-/** Serves `/metrics`, `/healthz` (process up) and `/readyz` (consuming) on host:port. */
-export async function serveMetrics(registry: Registry, host: string, port: number, ready: () => boolean): Promise<Server> {
+/**
+ * Serves `/metrics`, `/healthz` (process up) and `/readyz` on host:port. `problems` lists what
+ * keeps the service from being ready (a stage not in its group yet, a sink in an outage);
+ * `/readyz` answers 200 when it is empty, else 503 with one problem per line.
+ */
+export async function serveMetrics(registry: Registry, host: string, port: number, problems: () => string[]): Promise<Server> {
   const server = createServer((req, res) => {
     if (req.url === '/metrics') {
       registry
@@ -85,8 +155,8 @@ export async function serveMetrics(registry: Registry, host: string, port: numbe
     } else if (req.url === '/healthz') {
       res.writeHead(200).end('ok\n');
     } else if (req.url === '/readyz') {
-      const ok = ready();
-      res.writeHead(ok ? 200 : 503).end(ok ? 'ready\n' : 'not ready\n');
+      const why = problems();
+      res.writeHead(why.length === 0 ? 200 : 503).end(why.length === 0 ? 'ready\n' : `not ready:\n${why.map((w) => `- ${w}\n`).join('')}`);
     } else {
       res.writeHead(404).end('not found: try /metrics, /healthz or /readyz\n');
     }

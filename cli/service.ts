@@ -172,6 +172,9 @@ export async function startService(config: Config, hooks: { onWindow?: WindowSta
   const stopping = (): Promise<void> =>
     (stopPromise ??= (async () => {
       allowFile?.stop();
+      // A batch waiting out a ClickHouse outage gives up now (its input is re-read after the
+      // restart); requests still in flight are cancelled after 5 s, inside the 10 s grace.
+      clickhouse.stopRetrying(5_000);
       await panes.stop();
       await windows.stop();
       await rules.stop();
@@ -185,7 +188,10 @@ export async function startService(config: Config, hooks: { onWindow?: WindowSta
   allowFile?.start();
   if (config.metrics.port > 0) {
     const registry = createMetrics(service);
-    server = await serveMetrics(registry, config.metrics.host, config.metrics.port, () => panes.ready && windows.ready && rules.ready);
+    server = await serveMetrics(registry, config.metrics.host, config.metrics.port, () => [
+      ...[panes, windows, rules].filter((st) => !st.ready).map((st) => `stage ${st.name} has not joined its consumer group yet`),
+      ...(clickhouse.healthy ? [] : ['clickhouse is failing; inserts are retried and consumption waits (see burstwatch_sink_healthy)']),
+    ]);
     logger.info({ url: `http://${config.metrics.host}:${config.metrics.port}/metrics` }, 'metrics served');
   }
   await rules.start();

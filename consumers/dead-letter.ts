@@ -48,7 +48,8 @@ export const DLQ_HEADERS = {
  * `flush` must resolve before the source offsets are committed.
  */
 export class DeadLetterSink {
-  private readonly writer: TopicWriter;
+  /** The underlying writer (metrics). */
+  readonly writer: TopicWriter;
   /** Dead letters written, by reason (a metric). */
   readonly counts = new Map<string, number>();
 

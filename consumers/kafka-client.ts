@@ -134,6 +134,10 @@ export class TopicWriter {
   private pending: Message[] = [];
   /** Messages acknowledged so far (a metric). */
   sent = 0;
+  /** Sends retried (a metric). */
+  retries = 0;
+  /** Called after each acknowledged send with its message count and duration (metrics: batch latency). */
+  onBatch: ((messages: number, seconds: number) => void) | null = null;
 
   constructor(
     private readonly kafka: Kafka,
@@ -170,12 +174,15 @@ export class TopicWriter {
       const producer = this.producer;
       const messages = this.pending;
       this.pending = [];
+      const t0 = performance.now();
       try {
         // acks -1: resolved only once every in-sync replica has them; kafkajs marks what is retriable.
         await withRetry(() => producer.send({ topic: this.spec.topic, acks: -1, messages }), {
           retries: 8,
           isRetriable: (err) => (err as { retriable?: boolean }).retriable === true,
+          onRetry: () => this.retries++,
         });
+        this.onBatch?.(messages.length, (performance.now() - t0) / 1000);
       } catch (err) {
         this.pending = messages.concat(this.pending);
         throw err;

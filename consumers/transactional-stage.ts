@@ -54,6 +54,8 @@ export interface StageStats {
   messages: number;
   transactions: number;
   restores: number;
+  /** Batches or transactions that failed and were retried from the checkpoint. */
+  retries: number;
 }
 
 /**
@@ -83,7 +85,11 @@ export class TransactionalStage {
   private readonly startedAt = new Map<number, number>();
   private stopping = false;
   private failure: unknown = null;
-  readonly stats: StageStats = { batches: 0, messages: 0, transactions: 0, restores: 0 };
+  readonly stats: StageStats = { batches: 0, messages: 0, transactions: 0, restores: 0, retries: 0 };
+  /** High watermark of each partition's last batch (lag). */
+  private readonly highWatermarks = new Map<number, number>();
+  /** When the batch in hand started (this stage's clock), or null. */
+  private busySince: number | null = null;
   /** True once the group is joined. */
   ready = false;
 
@@ -92,6 +98,11 @@ export class TransactionalStage {
     private readonly settings: StageSettings,
     private readonly clock: () => number = Date.now,
   ) {}
+
+  /** The stage's name (logs, metrics). */
+  get name(): string {
+    return this.settings.name;
+  }
 
   /** Partitions this member owns now. */
   get partitions(): readonly number[] {
@@ -205,40 +216,74 @@ export class TransactionalStage {
   private async handleBatch({ batch, heartbeat, isStale, isRunning, resolveOffset }: EachBatchPayload): Promise<void> {
     if (this.stopping || isStale() || !isRunning() || !this.assigned.has(batch.partition)) return;
     const partition = batch.partition;
-    const fresh = !this.tasks.has(partition);
-    const task = await this.taskFor(partition);
-    await heartbeat();
-    const from = (this.committedPoints.get(partition) as CommittedPoint).offset;
-    const first = batch.messages[0] ? Number(batch.messages[0].offset) : Number.POSITIVE_INFINITY;
-    if (fresh && from >= 0 && first > from) {
-      // A task restored from a checkpoint must read from the checkpoint's offset, which the
-      // consumer's position may have passed (after a failed transaction, say).
-      this.consumer?.seek({ topic: this.settings.topic, partition, offset: String(from) });
-      return;
-    }
-    const messages = from >= 0 ? batch.messages.filter((m) => Number(m.offset) >= from) : batch.messages;
-    // Where a partition without a checkpoint began, so that a retry before its first commit starts there again.
-    if (from < 0 && !this.startedAt.has(partition) && Number.isFinite(first)) this.startedAt.set(partition, first);
-    const out = new Outbox();
-    const lagging = Number(batch.lastOffset()) + 1 < Number(batch.highWatermark);
+    // A batch may wait a long time on a sink in an outage (backpressure: nothing more is
+    // fetched meanwhile). Heartbeats go on, so the group does not evict this member for it.
+    const beat = setInterval(() => void heartbeat().catch(() => undefined), HEARTBEAT_WHILE_BUSY_MS);
+    this.busySince = this.clock();
     try {
-      await task.handle(messages, out, this.clock(), lagging);
-      await this.commit(partition, task, out);
-    } catch (err) {
-      await this.recover(partition, err);
-      return;
+      let task: StageTask;
+      const fresh = !this.tasks.has(partition);
+      try {
+        task = await this.taskFor(partition);
+      } catch (err) {
+        await this.recover(partition, err);
+        return;
+      }
+      await heartbeat();
+      const from = (this.committedPoints.get(partition) as CommittedPoint).offset;
+      const first = batch.messages[0] ? Number(batch.messages[0].offset) : Number.POSITIVE_INFINITY;
+      if (fresh && from >= 0 && first > from) {
+        // A task restored from a checkpoint must read from the checkpoint's offset, which the
+        // consumer's position may have passed (after a failed transaction, say).
+        this.consumer?.seek({ topic: this.settings.topic, partition, offset: String(from) });
+        return;
+      }
+      const messages = from >= 0 ? batch.messages.filter((m) => Number(m.offset) >= from) : batch.messages;
+      // Where a partition without a checkpoint began, so that a retry before its first commit starts there again.
+      if (from < 0 && !this.startedAt.has(partition) && Number.isFinite(first)) this.startedAt.set(partition, first);
+      const out = new Outbox();
+      const lagging = Number(batch.lastOffset()) + 1 < Number(batch.highWatermark);
+      try {
+        await task.handle(messages, out, this.clock(), lagging);
+        await this.commit(partition, task, out);
+      } catch (err) {
+        await this.recover(partition, err);
+        return;
+      }
+      this.stats.batches++;
+      this.stats.messages += messages.length;
+      this.consumedTo.set(partition, Math.max(this.consumedTo.get(partition) ?? 0, Number(batch.lastOffset()) + 1));
+      this.highWatermarks.set(partition, Number(batch.highWatermark));
+      resolveOffset(batch.lastOffset());
+      await heartbeat();
+    } finally {
+      clearInterval(beat);
+      this.busySince = null;
     }
-    this.stats.batches++;
-    this.stats.messages += messages.length;
-    this.consumedTo.set(partition, Math.max(this.consumedTo.get(partition) ?? 0, Number(batch.lastOffset()) + 1));
-    resolveOffset(batch.lastOffset());
-    await heartbeat();
+  }
+
+  /** Messages of each owned partition between what this member has consumed and the high watermark of its last fetch (metrics). */
+  lag(): Map<number, number> {
+    const out = new Map<number, number>();
+    for (const p of this.assigned) {
+      const high = this.highWatermarks.get(p);
+      const done = this.consumedTo.get(p);
+      if (high !== undefined && done !== undefined) out.set(p, Math.max(0, high - done));
+    }
+    return out;
+  }
+
+  /** How long the batch in hand has been running, ms (0 when idle): a long one waits on a sink (backpressure). */
+  busyMs(): number {
+    return this.busySince === null ? 0 : Math.max(0, this.clock() - this.busySince);
   }
 
   /**
    * After a failed batch or transaction: the task's memory is ahead of its checkpoint, so it is
-   * dropped with its producer, and the consumer goes back to the checkpoint's offset. Retried
-   * while the error is retriable, up to 5 times in a row.
+   * dropped with its producer, and the consumer goes back to the checkpoint's offset. Retriable
+   * errors (a broker restarting, a transaction fenced by a rebalance, a sink in an outage) are
+   * retried for as long as they last, with full-jitter exponential backoff up to 10 s; anything
+   * else (a bug, an authorization failure) stops the stage at once.
    */
   private async recover(partition: number, err: unknown): Promise<void> {
     const n = (this.failures.get(partition) ?? 0) + 1;
@@ -248,10 +293,15 @@ export class TransactionalStage {
     const producer = this.producers.get(partition);
     this.producers.delete(partition);
     await producer?.disconnect().catch(() => undefined);
-    const retriable = (err as { retriable?: boolean }).retriable !== false;
-    logger.warn({ stage: this.settings.name, partition, attempt: n, err: (err as Error).message }, 'batch failed; restarting the partition from its checkpoint');
-    if (!retriable || n > 5) throw err;
-    await new Promise((r) => setTimeout(r, Math.min(10_000, 200 * 2 ** n)));
+    if (this.stopping) return; // nothing committed: the batch is read again after the restart
+    const retriable = isRetriableStageError(err);
+    this.stats.retries++;
+    logger.warn(
+      { stage: this.settings.name, partition, attempt: n, retriable, err: (err as Error).message },
+      retriable ? 'batch failed; restarting the partition from its checkpoint' : 'batch failed with an error retrying cannot fix; stopping the stage',
+    );
+    if (!retriable) throw err;
+    await new Promise((r) => setTimeout(r, Math.floor(Math.random() * Math.min(10_000, 200 * 2 ** Math.min(n, 16)))));
     const from = this.committedPoints.get(partition)?.offset ?? -1;
     if (from >= 0) this.consumer?.seek({ topic: this.settings.topic, partition, offset: String(from) });
     else await this.seekToStart(partition);
@@ -360,6 +410,32 @@ export class TransactionalStage {
     await this.closeAdmin();
     this.consumer = null;
   }
+}
+
+/** How often a batch that is still running heartbeats the group, ms (kafkajs' default session timeout is 30 s). */
+const HEARTBEAT_WHILE_BUSY_MS = 3_000;
+
+/** Kafka error types retrying cannot fix, whatever kafkajs says. */
+const FATAL_KAFKA_TYPES = new Set([
+  'TOPIC_AUTHORIZATION_FAILED', 'GROUP_AUTHORIZATION_FAILED', 'CLUSTER_AUTHORIZATION_FAILED', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED',
+  'SASL_AUTHENTICATION_FAILED', 'UNSUPPORTED_SASL_MECHANISM', 'MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'INVALID_RECORD',
+]);
+
+/**
+ * Whether a failed batch may succeed from its checkpoint later: our own errors say so
+ * (`retriable`); kafkajs errors are retried (a broker down or restarting, a fenced
+ * transaction after a rebalance) unless their cause is authorization, authentication or a
+ * record the broker will never take; anything else is a bug and is not retried.
+ */
+export function isRetriableStageError(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const type = (e as { type?: unknown }).type;
+    if (typeof type === 'string' && FATAL_KAFKA_TYPES.has(type)) return false;
+    if ((e as { name?: unknown }).name === 'KafkaJSSASLAuthenticationError') return false;
+  }
+  if (err instanceof BurstwatchError) return err.retriable;
+  const name = (err as { name?: unknown })?.name;
+  return typeof name === 'string' && name.startsWith('KafkaJS');
 }
 
 /** Below the brokers' default message.max.bytes (1 MB) per record batch, with room for overhead. */

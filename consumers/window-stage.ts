@@ -47,11 +47,13 @@ export interface WindowStageStats {
   anomalous: number;
   changelogRecords: number;
   evicted: EvictionStats;
+  /** Called with the time spent scoring each closed window (waiting for its population fit included), s: the detector-latency metric. */
+  onScored: ((seconds: number) => void) | null;
 }
 
 /** A fresh stage-2 counter set. */
 export function windowStageStats(): WindowStageStats {
-  return { received: 0, messagesSent: 0, partials: 0, replayed: 0, windowsClosed: 0, verdicts: 0, anomalous: 0, changelogRecords: 0, evicted: { entities: 0, requests: 0 } };
+  return { received: 0, messagesSent: 0, partials: 0, replayed: 0, windowsClosed: 0, verdicts: 0, anomalous: 0, changelogRecords: 0, evicted: { entities: 0, requests: 0 }, onScored: null };
 }
 
 /** What stage-2 tasks share in one process. */
@@ -165,8 +167,10 @@ export class WindowTask implements StageTask {
     const closed = this.assembler.drain();
     for (const w of closed) {
       // Population fits run in a worker thread; the one this window needs was requested a window ago.
+      const t0 = performance.now();
       await this.scorer.settle();
       const verdicts = this.scorer.scoreWindow(w);
+      stats.onScored?.((performance.now() - t0) / 1000);
       for (const s of sinks) {
         if (s.writeAggregates) await s.writeAggregates(w.rows);
         if (s.writeVerdicts) await s.writeVerdicts(verdicts);

@@ -24,8 +24,26 @@ export const clickhouseConfigSchema = z
     batch_rows: z.number().int().positive().default(5_000),
     /** Request timeout, ms. Default 30 000. */
     request_timeout_ms: z.number().int().positive().default(30_000),
-    /** Retries of a retriable insert error before the pipeline stops, with jittered backoff. Default 10. */
-    max_retries: z.number().int().nonnegative().default(10),
+    /**
+     * Retries of a retriable error (connection refused or reset, timeouts, server overload)
+     * before the pipeline stops, with full-jitter exponential backoff. Default null: an outage
+     * is waited out however long it lasts, with consumption paused (backpressure), /readyz
+     * answering 503 and `burstwatch_sink_healthy{sink="clickhouse"}` at 0. A number makes a
+     * long outage stop the service instead. Errors that retrying cannot fix (bad SQL, bad
+     * credentials) stop it at once.
+     */
+    max_retries: z.number().int().nonnegative().nullable().default(null),
+    /** Longest wait between two retries, ms. Default 10 000 (a restarted server is used again within about that). */
+    max_retry_delay_ms: z.number().int().positive().default(10_000),
+    /**
+     * TLS for an `https://` url: `ca_file` (PEM) to trust a private CA, and `cert_file` with
+     * `key_file` for mutual TLS. Default none (the system's CAs for https).
+     */
+    tls: z
+      .object({ ca_file: z.string(), cert_file: z.string().optional(), key_file: z.string().optional() })
+      .strict()
+      .refine((t) => (t.cert_file === undefined) === (t.key_file === undefined), { message: 'cert_file and key_file go together' })
+      .optional(),
     /** Drop rows older than this many days (needs ClickHouse ≥ 20.1 for TTL; ignored with a warning before). Default: keep. */
     retention_days: z.number().int().positive().optional(),
   })
@@ -260,8 +278,15 @@ export class ClickHouseSink implements PipelineSink {
   readonly client: ClickHouseClient;
   private readonly buffers: Record<keyof typeof TABLES, Record<string, unknown>[]> = { verdicts: [], window_aggregates: [], rule_events: [] };
   features: ServerFeatures | null = null;
-  /** Rows inserted per table, and retries (metrics). */
-  readonly stats = { inserted: { verdicts: 0, window_aggregates: 0, rule_events: 0 }, retries: 0 };
+  /** Rows inserted per table, retries and failed attempts (metrics). */
+  readonly stats = { inserted: { verdicts: 0, window_aggregates: 0, rule_events: 0 }, retries: 0, failures: 0 };
+  /** Called after each insert attempt that succeeded, with its duration (metrics: batch latency). */
+  onBatch: ((table: string, rows: number, seconds: number) => void) | null = null;
+  /** Since when (epoch ms) operations have been failing; null while healthy. */
+  private failingSince: number | null = null;
+  /** Aborted when the service stops: retries stop waiting, in-flight requests are cancelled. */
+  private readonly stopRetries = new AbortController();
+  private readonly stopRequests = new AbortController();
 
   constructor(private readonly settings: ClickHouseSettings) {
     const password =
@@ -273,6 +298,14 @@ export class ClickHouseSink implements PipelineSink {
       username: settings.username,
       password,
       request_timeout: settings.request_timeout_ms,
+      ...(settings.tls
+        ? {
+            tls: {
+              ca_cert: readFileSync(settings.tls.ca_file),
+              ...(settings.tls.cert_file && settings.tls.key_file ? { cert: readFileSync(settings.tls.cert_file), key: readFileSync(settings.tls.key_file) } : {}),
+            } as { ca_cert: Buffer; cert: Buffer; key: Buffer },
+          }
+        : {}),
       // 18.16 rejects settings it does not know; send none by default.
       clickhouse_settings: {},
     });
@@ -361,9 +394,11 @@ export class ClickHouseSink implements PipelineSink {
       if (rows.length === 0) return;
       this.buffers[table] = [];
       try {
-        await this.retry(`insert ${table}`, () =>
-          this.client.insert({ table: `${this.settings.database}.${table}`, values: rows, format: 'JSONEachRow' }),
-        );
+        await this.retry(`insert ${table}`, async () => {
+          const t0 = performance.now();
+          await this.client.insert({ table: `${this.settings.database}.${table}`, values: rows, format: 'JSONEachRow', abort_signal: this.stopRequests.signal });
+          this.onBatch?.(table, rows.length, (performance.now() - t0) / 1000);
+        });
       } catch (err) {
         this.buffers[table] = rows.concat(this.buffers[table]);
         throw err;
@@ -381,30 +416,64 @@ export class ClickHouseSink implements PipelineSink {
     rule_events: Promise.resolve(),
   };
 
-  private retry<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    return withRetry(
+  /** False while ClickHouse operations are failing and being retried (an outage): /readyz, metrics. */
+  get healthy(): boolean {
+    return this.failingSince === null;
+  }
+
+  /** Rows buffered and not yet durable, per table (bounded: the stages wait on the inserts). */
+  get bufferedRows(): number {
+    return this.buffers.verdicts.length + this.buffers.window_aggregates.length + this.buffers.rule_events.length;
+  }
+
+  private async retry<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    const result = await withRetry(
       async () => {
         try {
           return await fn();
         } catch (err) {
-          throw new SinkError(`clickhouse ${what} failed: ${(err as Error).message}`, { retriable: isRetriableClickHouseError(err), cause: err });
+          this.stats.failures++;
+          this.failingSince ??= Date.now();
+          const stopped = this.stopRetries.signal.aborted;
+          throw new SinkError(`clickhouse ${what} failed${stopped ? ' while stopping' : ''}: ${(err as Error).message}`, {
+            retriable: !stopped && isRetriableClickHouseError(err),
+            cause: err,
+          });
         }
       },
       {
-        retries: this.settings.max_retries,
+        retries: this.settings.max_retries ?? Number.POSITIVE_INFINITY,
         initialDelayMs: 250,
-        maxDelayMs: 30_000,
+        maxDelayMs: this.settings.max_retry_delay_ms,
+        signal: this.stopRetries.signal,
         onRetry: (err, attempt, delayMs) => {
           this.stats.retries++;
-          logger.warn({ err: (err as Error).message, attempt, delayMs }, `clickhouse ${what}: retrying`);
+          const down = this.failingSince === null ? 0 : Date.now() - this.failingSince;
+          logger.warn({ err: (err as Error).message, attempt, delayMs, failingForMs: down }, `clickhouse ${what}: retrying; consumption waits`);
         },
       },
     );
+    if (this.failingSince !== null) {
+      logger.info({ outageMs: Date.now() - this.failingSince }, 'clickhouse reachable again; consumption resumes');
+      this.failingSince = null;
+    }
+    return result;
+  }
+
+  /**
+   * The service is stopping: a failing operation is no longer retried (its batch is not
+   * committed, so its input is read again after the restart: nothing is lost), and after
+   * `cancelAfterMs` the requests still in flight are cancelled too.
+   */
+  stopRetrying(cancelAfterMs = 5_000): void {
+    this.stopRetries.abort();
+    setTimeout(() => this.stopRequests.abort(), cancelAfterMs).unref();
   }
 
   async close(): Promise<void> {
     try {
-      await this.flush();
+      // During an outage there is nothing to wait for: the rows are in no committed batch.
+      if (this.healthy) await this.flush();
     } finally {
       await this.client.close();
     }

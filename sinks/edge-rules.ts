@@ -33,7 +33,8 @@ export type EdgeRulesSettings = z.infer<typeof edgeRulesConfigSchema>;
  */
 export class EdgeRuleSink implements PipelineSink {
   readonly name = 'edge-rules';
-  private readonly writer: TopicWriter;
+  /** The underlying writer (metrics). */
+  readonly writer: TopicWriter;
 
   constructor(
     kafka: Kafka,

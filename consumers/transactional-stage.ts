@@ -88,8 +88,10 @@ export class TransactionalStage {
   readonly stats: StageStats = { batches: 0, messages: 0, transactions: 0, restores: 0, retries: 0 };
   /** High watermark of each partition's last batch (lag). */
   private readonly highWatermarks = new Map<number, number>();
-  /** When the batch in hand started (this stage's clock), or null. */
+  /** When the work in hand (a batch, a tick) started (this stage's clock), or null. */
   private busySince: number | null = null;
+  /** The group heartbeat of the latest batch (kafkajs hands it to eachBatch only). */
+  private heartbeat: (() => Promise<void>) | null = null;
   /** True once the group is joined. */
   ready = false;
 
@@ -174,8 +176,23 @@ export class TransactionalStage {
     }
   }
 
+  /**
+   * Runs the stage's work one piece at a time (batches, ticks, rebalances). A piece may wait a
+   * long time on a sink in an outage (backpressure: nothing more is fetched meanwhile), so
+   * while one runs the group is heartbeaten, and this member is not evicted for it.
+   */
   private serial(fn: () => Promise<void>): Promise<void> {
-    const next = this.chain.then(fn);
+    const busy = async (): Promise<void> => {
+      this.busySince = this.clock();
+      const beat = setInterval(() => void this.heartbeat?.().catch(() => undefined), HEARTBEAT_WHILE_BUSY_MS);
+      try {
+        await fn();
+      } finally {
+        clearInterval(beat);
+        this.busySince = null;
+      }
+    };
+    const next = this.chain.then(busy);
     this.chain = next.catch(() => undefined);
     return next;
   }
@@ -214,52 +231,44 @@ export class TransactionalStage {
   }
 
   private async handleBatch({ batch, heartbeat, isStale, isRunning, resolveOffset }: EachBatchPayload): Promise<void> {
+    this.heartbeat = heartbeat;
     if (this.stopping || isStale() || !isRunning() || !this.assigned.has(batch.partition)) return;
     const partition = batch.partition;
-    // A batch may wait a long time on a sink in an outage (backpressure: nothing more is
-    // fetched meanwhile). Heartbeats go on, so the group does not evict this member for it.
-    const beat = setInterval(() => void heartbeat().catch(() => undefined), HEARTBEAT_WHILE_BUSY_MS);
-    this.busySince = this.clock();
+    let task: StageTask;
+    const fresh = !this.tasks.has(partition);
     try {
-      let task: StageTask;
-      const fresh = !this.tasks.has(partition);
-      try {
-        task = await this.taskFor(partition);
-      } catch (err) {
-        await this.recover(partition, err);
-        return;
-      }
-      await heartbeat();
-      const from = (this.committedPoints.get(partition) as CommittedPoint).offset;
-      const first = batch.messages[0] ? Number(batch.messages[0].offset) : Number.POSITIVE_INFINITY;
-      if (fresh && from >= 0 && first > from) {
-        // A task restored from a checkpoint must read from the checkpoint's offset, which the
-        // consumer's position may have passed (after a failed transaction, say).
-        this.consumer?.seek({ topic: this.settings.topic, partition, offset: String(from) });
-        return;
-      }
-      const messages = from >= 0 ? batch.messages.filter((m) => Number(m.offset) >= from) : batch.messages;
-      // Where a partition without a checkpoint began, so that a retry before its first commit starts there again.
-      if (from < 0 && !this.startedAt.has(partition) && Number.isFinite(first)) this.startedAt.set(partition, first);
-      const out = new Outbox();
-      const lagging = Number(batch.lastOffset()) + 1 < Number(batch.highWatermark);
-      try {
-        await task.handle(messages, out, this.clock(), lagging);
-        await this.commit(partition, task, out);
-      } catch (err) {
-        await this.recover(partition, err);
-        return;
-      }
-      this.stats.batches++;
-      this.stats.messages += messages.length;
-      this.consumedTo.set(partition, Math.max(this.consumedTo.get(partition) ?? 0, Number(batch.lastOffset()) + 1));
-      this.highWatermarks.set(partition, Number(batch.highWatermark));
-      resolveOffset(batch.lastOffset());
-      await heartbeat();
-    } finally {
-      clearInterval(beat);
-      this.busySince = null;
+      task = await this.taskFor(partition);
+    } catch (err) {
+      await this.recover(partition, err);
+      return;
     }
+    await heartbeat();
+    const from = (this.committedPoints.get(partition) as CommittedPoint).offset;
+    const first = batch.messages[0] ? Number(batch.messages[0].offset) : Number.POSITIVE_INFINITY;
+    if (fresh && from >= 0 && first > from) {
+      // A task restored from a checkpoint must read from the checkpoint's offset, which the
+      // consumer's position may have passed (after a failed transaction, say).
+      this.consumer?.seek({ topic: this.settings.topic, partition, offset: String(from) });
+      return;
+    }
+    const messages = from >= 0 ? batch.messages.filter((m) => Number(m.offset) >= from) : batch.messages;
+    // Where a partition without a checkpoint began, so that a retry before its first commit starts there again.
+    if (from < 0 && !this.startedAt.has(partition) && Number.isFinite(first)) this.startedAt.set(partition, first);
+    const out = new Outbox();
+    const lagging = Number(batch.lastOffset()) + 1 < Number(batch.highWatermark);
+    try {
+      await task.handle(messages, out, this.clock(), lagging);
+      await this.commit(partition, task, out);
+    } catch (err) {
+      await this.recover(partition, err);
+      return;
+    }
+    this.stats.batches++;
+    this.stats.messages += messages.length;
+    this.consumedTo.set(partition, Math.max(this.consumedTo.get(partition) ?? 0, Number(batch.lastOffset()) + 1));
+    this.highWatermarks.set(partition, Number(batch.highWatermark));
+    resolveOffset(batch.lastOffset());
+    await heartbeat();
   }
 
   /** Messages of each owned partition between what this member has consumed and the high watermark of its last fetch (metrics). */
@@ -303,8 +312,14 @@ export class TransactionalStage {
     if (!retriable) throw err;
     await new Promise((r) => setTimeout(r, Math.floor(Math.random() * Math.min(10_000, 200 * 2 ** Math.min(n, 16)))));
     const from = this.committedPoints.get(partition)?.offset ?? -1;
-    if (from >= 0) this.consumer?.seek({ topic: this.settings.topic, partition, offset: String(from) });
-    else await this.seekToStart(partition);
+    try {
+      if (from >= 0) this.consumer?.seek({ topic: this.settings.topic, partition, offset: String(from) });
+      else await this.seekToStart(partition);
+    } catch (seekErr) {
+      // The consumer itself is restarting (a broker went away): it rejoins the group, and the
+      // rebuilt task starts from the committed checkpoint, where the group resumes anyway.
+      logger.warn({ stage: this.settings.name, partition, err: (seekErr as Error).message }, 'could not seek back now; the group resumes from the checkpoint');
+    }
   }
 
   private async seekToStart(partition: number): Promise<void> {

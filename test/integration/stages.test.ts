@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startService, type Service } from '../../cli/service.js';
 import { parseConfig, type Config } from '../../config.js';
 import { internalTopics } from '../../consumers/topology.js';
-import { localEndpoints } from '../../infra/index.js';
+import { infraDown, infraUp, localEndpoints } from '../../infra/index.js';
 import { encodeSingleObject } from '../../schemas/codec.js';
 import { requestLogType } from '../../schemas/index.js';
 import { aggregatesInClickHouse, expectExactAggregates, produceToNewTopic, readTopic, traffic } from './helpers.js';
@@ -185,6 +186,90 @@ describe('stages: restart, rebalance and two processes on real Kafka and ClickHo
     expect(outcomes.kill.aggregates.length).toBeGreaterThan(rowsAtKill);
     expect(outcomes.kill).toEqual(outcomes.one);
   });
+
+  /** Rows in the run's window_aggregates table now (0 while the table or the server is missing). */
+  const rowsNow = (c: Config): Promise<number> =>
+    ch
+      .query({ query: `SELECT count() AS n FROM ${c.clickhouse.database}.window_aggregates`, format: 'JSONEachRow' })
+      .then(async (r) => Number(((await r.json()) as { n: string }[])[0]?.n ?? 0))
+      .catch(() => 0);
+
+  /** Waits until `c`'s run has written at least `rows` aggregate rows: mid-stream, long before the end. */
+  async function untilRows(c: Config, rows: number): Promise<number> {
+    const until = Date.now() + 90_000;
+    let n = 0;
+    while (Date.now() < until && (n = await rowsNow(c)) < rows) await new Promise((r) => setTimeout(r, 100));
+    return n;
+  }
+
+  it('ClickHouse stopped for 60 s mid-stream, then restarted: consumption waits, buffers stay bounded, and the outcome is exactly the uninterrupted one', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const srv = createServer().listen(0, '127.0.0.1', () => {
+        const a = srv.address();
+        srv.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+      });
+    });
+    const c = configFor('chdown');
+    c.metrics = { ...c.metrics, port };
+    const s = await startService(c);
+    const samples: { buffered: number; received: number; healthy: boolean; busyMs: number }[] = [];
+    let readyz = '';
+    let readyStatus = 0;
+    try {
+      // Stopped after the first insert: most windows are still to come.
+      const rowsAtStop = await untilRows(c, 1);
+      expect(rowsAtStop).toBeGreaterThan(0);
+      expect(rowsAtStop).toBeLessThan((outcomes.one as Outcome).aggregates.length / 2);
+      await infraDown({ services: ['clickhouse'] });
+      const outageEnds = Date.now() + 60_000;
+      while (Date.now() < outageEnds) {
+        if (s.fatal()) throw s.fatal() as Error;
+        samples.push({ buffered: s.clickhouse.bufferedRows, received: s.stats.windows.received, healthy: s.clickhouse.healthy, busyMs: s.windows.busyMs() });
+        await new Promise((r) => setTimeout(r, 1_000));
+      }
+      const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+      readyStatus = res.status;
+      readyz = await res.text();
+    } finally {
+      await infraUp({ services: ['clickhouse'] });
+    }
+    await drain(c, [s]);
+    await s.stop();
+    // During the outage: not ready, and saying why; ClickHouse marked unhealthy; stage 2 stopped
+    // reading (backpressure) once its batch in hand was waiting; rows in memory bounded.
+    expect(readyStatus).toBe(503);
+    expect(readyz).toMatch(/clickhouse is failing/);
+    const late = samples.slice(-30);
+    expect(late.every((x) => !x.healthy)).toBe(true);
+    expect((late.at(-1) as { received: number }).received - (late[0] as { received: number }).received).toBe(0);
+    expect(Math.min(...late.map((x) => x.busyMs))).toBeGreaterThan(25_000);
+    details.chdownMaxBuffered = Math.max(...samples.map((x) => x.buffered));
+    expect(details.chdownMaxBuffered).toBeLessThan(2 * c.clickhouse.batch_rows + 20_000);
+    expect(s.clickhouse.stats.retries).toBeGreaterThan(3);
+    outcomes.chdown = await outcome(c);
+    expect(outcomes.chdown).toEqual(outcomes.one);
+  }, 400_000);
+
+  it('Kafka restarted mid-stream: the pipeline resumes, with exactly the outcome of the uninterrupted run', async () => {
+    const c = configFor('kafkarestart');
+    const s = await startService(c);
+    try {
+      const rowsAtStop = await untilRows(c, 1);
+      expect(rowsAtStop).toBeGreaterThan(0);
+      expect(rowsAtStop).toBeLessThan((outcomes.one as Outcome).aggregates.length / 2);
+      details.kafkaRestartMessagesAtStop = s.stats.panes.messages;
+      await infraDown({ services: ['kafka'] });
+      await new Promise((r) => setTimeout(r, 5_000));
+      expect(s.fatal()).toBeNull();
+    } finally {
+      await infraUp();
+    }
+    await drain(c, [s], 240_000);
+    await s.stop();
+    details.kafkaRestartStageRetries = s.panes.stats.retries + s.windows.stats.retries + s.rules.stats.retries;
+    outcomes.kafkarestart = await outcome(c);
+    expect(outcomes.kafkarestart).toEqual(outcomes.one);
+  }, 400_000);
 
   it('two processes, one leaving mid-stream: exactly the outcome of one process', async () => {
     // Its own input topic, written while both processes run, so that both take part.

@@ -151,6 +151,24 @@ describe('backbone on real Kafka, ClickHouse and schema registry', () => {
     expect(value('burstwatch_windows_closed_total ')).toBe(service.stats.windows.windowsClosed);
     expect(value('burstwatch_transactions_total ')).toBeGreaterThan(0);
     expect(value('burstwatch_rules_active ')).toBeGreaterThan(0);
+    // Every family the operator's dashboards need (docs/operations.md lists them), with data.
+    expect(value('burstwatch_verdicts_total ')).toBe(service.stats.windows.verdicts);
+    expect(value('burstwatch_dead_letters_total ')).toBe(service.stats.panes.deadLettered);
+    expect(value('burstwatch_clickhouse_rows_total ')).toBeGreaterThan(0);
+    expect(value('burstwatch_rule_messages_total ')).toBeGreaterThan(0);
+    expect(value('burstwatch_late_records_total ')).toBe(0);
+    expect(value('burstwatch_pane_evictions_total ')).toBe(0);
+    expect(value('burstwatch_entity_evictions_total ')).toBe(0);
+    expect(value('burstwatch_detector_seconds_count ')).toBe(service.stats.windows.windowsClosed);
+    expect(value('burstwatch_sink_batch_seconds_count{sink="clickhouse",table="verdicts"}')).toBeGreaterThan(0);
+    expect(value('burstwatch_sink_batch_seconds_count{sink="edge_rules"')).toBeGreaterThan(0);
+    expect(value('burstwatch_sink_retries_total{sink="clickhouse"}')).toBe(0);
+    expect(value('burstwatch_sink_healthy ')).toBe(1);
+    expect(value('burstwatch_stage_retries_total{stage="windows"}')).toBe(0);
+    // Caught up when scraped: no lag on any stage's partitions (one series per partition owned).
+    const lags = scraped.metrics.split('\n').filter((l) => l.startsWith('burstwatch_consumer_lag_messages{'));
+    expect(lags.length).toBeGreaterThanOrEqual(3 + 6 + 1);
+    expect(lags.every((l) => l.endsWith(' 0'))).toBe(true);
   });
 
   it('committed every input offset, with the sealed-pane bound in the metadata', async () => {

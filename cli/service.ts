@@ -118,10 +118,8 @@ export async function startService(config: Config, hooks: { onWindow?: WindowSta
     maxBytesPerPartition: config.input.max_bytes_per_partition,
     fromBeginning: config.input.from_beginning,
     createTask: (p, committed) => Promise.resolve(new PaneTask(p, committed, paneCtx)),
-    beforeCommit: async () => {
-      await deadLetter.flush();
-      await late?.flush();
-    },
+    // Dead letters and late records travel in the stage's own transactions: nothing outside Kafka to make durable first.
+    beforeCommit: () => Promise.resolve(),
   });
   const windows = new TransactionalStage(kafka, {
     name: 'windows',

@@ -28,6 +28,18 @@ export function isStaticAsset(path: string): boolean {
 const TOP_PATH_CAPACITY = 16;
 /** Capacity of the heavy-hitter summary of client IPs (for requests_per_ip_max). */
 const TOP_IP_CAPACITY = 16;
+/**
+ * Longest path kept as text in a top-paths summary, characters; longer ones are cut and marked
+ * with "…" (the count still goes to the full path's hash). A hostile 10 MB path would otherwise
+ * travel in every repartition message, changelog record and ClickHouse row of its entity.
+ */
+export const MAX_PATH_CHARS = 1024;
+
+/** The text a top-paths summary keeps for `path`. */
+export function shownPath(path: string): string {
+  return path.length > MAX_PATH_CHARS ? `${path.slice(0, MAX_PATH_CHARS)}…` : path;
+}
+
 /** How many top paths a window row reports. */
 export const TOP_PATHS_REPORTED = 5;
 
@@ -119,7 +131,7 @@ export class EntityAggregate {
     this.paths.add(d.path);
     this.userAgents.add(d.userAgent);
     if (this.diversity) this.diversity.add(this.type === 'asn' ? d.ja4 : d.asnHash);
-    this.topPaths.add(r.path, 1, d.path);
+    this.topPaths.add(shownPath(r.path), 1, d.path);
     this.topIps.add(r.client_ip, 1, d.ip);
     const s = r.status;
     if (s >= 200 && s < 300) this.status2xx++;

@@ -1,4 +1,4 @@
-import type { IHeaders, Kafka } from 'kafkajs';
+import type { IHeaders, Kafka, Message } from 'kafkajs';
 import { z } from 'zod';
 import { TopicWriter } from './kafka-client.js';
 
@@ -13,6 +13,13 @@ export const deadLetterConfigSchema = z
     replication_factor: z.number().int().positive().default(1),
     /** Retention, ms. Default 7 days. */
     retention_ms: z.number().int().positive().default(7 * 86_400_000),
+    /**
+     * The topic's max.message.bytes when created, bytes: room for the largest message the input
+     * topic takes. Default 16 MiB. A dead letter that still does not fit (an older topic with a
+     * smaller limit) is written with its value cut, and the header `burstwatch.dlq.truncated`
+     * gives the original size; the source topic, partition and offset headers point to the whole.
+     */
+    max_message_bytes: z.number().int().positive().default(16 * 1024 * 1024),
   })
   .strict();
 
@@ -40,7 +47,11 @@ export const DLQ_HEADERS = {
   partition: 'burstwatch.dlq.source.partition',
   offset: 'burstwatch.dlq.source.offset',
   timestamp: 'burstwatch.dlq.source.timestamp',
+  truncated: 'burstwatch.dlq.truncated',
 } as const;
+
+/** Room left in a dead letter for the key, headers and framing, bytes. */
+const HEADROOM = 64 * 1024;
 
 /**
  * Writes undecodable messages to the dead-letter topic with their original bytes, key and
@@ -52,6 +63,8 @@ export class DeadLetterSink {
   readonly writer: TopicWriter;
   /** Dead letters written, by reason (a metric). */
   readonly counts = new Map<string, number>();
+  /** Dead letters whose value was cut to fit the topic (a metric). */
+  truncated = 0;
 
   constructor(
     kafka: Kafka,
@@ -61,7 +74,7 @@ export class DeadLetterSink {
       topic: settings.topic,
       partitions: settings.partitions,
       replicationFactor: settings.replication_factor,
-      configs: { 'cleanup.policy': 'delete', 'retention.ms': String(settings.retention_ms) },
+      configs: { 'cleanup.policy': 'delete', 'retention.ms': String(settings.retention_ms), 'max.message.bytes': String(settings.max_message_bytes) },
     });
   }
 
@@ -69,13 +82,33 @@ export class DeadLetterSink {
     return this.writer.connect();
   }
 
-  /** Queues a dead letter; it is sent by {@link flush}. */
-  add(d: DeadLetter): void {
-    this.writer.enqueue({
+  /** The topic dead letters go to. */
+  get topic(): string {
+    return this.settings.topic;
+  }
+
+  /**
+   * The Kafka message for a dead letter: its original key, bytes and headers plus ours (the
+   * value cut, and said so, if it cannot fit the topic). Counted by reason. The live service
+   * sends it in the same transaction as the input offsets, so a retried batch writes no
+   * dead letter twice.
+   */
+  message(d: DeadLetter): Message {
+    const limit = (this.writer.maxMessageBytes ?? this.settings.max_message_bytes) - HEADROOM;
+    let value = d.value;
+    let cut: Record<string, string> = {};
+    if (value !== null && value.length > limit) {
+      cut = { [DLQ_HEADERS.truncated]: String(value.length) };
+      value = value.subarray(0, Math.max(0, limit));
+      this.truncated++;
+    }
+    this.counts.set(d.reason, (this.counts.get(d.reason) ?? 0) + 1);
+    return {
       key: d.key,
-      value: d.value,
+      value,
       headers: {
         ...(d.headers ?? {}),
+        ...cut,
         [DLQ_HEADERS.reason]: d.reason,
         [DLQ_HEADERS.message]: d.message.slice(0, 1000),
         [DLQ_HEADERS.topic]: d.topic,
@@ -83,8 +116,12 @@ export class DeadLetterSink {
         [DLQ_HEADERS.offset]: d.offset,
         [DLQ_HEADERS.timestamp]: d.timestamp,
       },
-    });
-    this.counts.set(d.reason, (this.counts.get(d.reason) ?? 0) + 1);
+    };
+  }
+
+  /** Queues a dead letter (outside a transaction); it is sent by {@link flush}. */
+  add(d: DeadLetter): void {
+    this.writer.enqueue(this.message(d));
   }
 
   /** Sends everything queued and waits for the brokers to acknowledge it. */

@@ -124,6 +124,49 @@ export interface TopicSpec {
   configs: Record<string, string>;
 }
 
+/** Below the brokers' default message.max.bytes (1 MB) per record batch, with room for overhead. */
+export const CHUNK_BYTES = 512 * 1024;
+
+/** Bytes a message takes in a record batch, roughly (key, value, headers, and 64 bytes of framing). */
+export function messageBytes(m: Message): number {
+  const len = (v: unknown): number => (v == null ? 0 : typeof v === 'string' ? Buffer.byteLength(v) : Buffer.isBuffer(v) ? v.length : 0);
+  let n = 64 + len(m.key) + len(m.value);
+  for (const [k, v] of Object.entries(m.headers ?? {})) n += Buffer.byteLength(k) + (Array.isArray(v) ? v.reduce((a: number, x) => a + len(x), 0) : len(v));
+  return n;
+}
+
+/**
+ * Splits messages into sends of at most `maxBytes` each (a larger message goes alone): kafkajs
+ * puts one send's messages for a partition into one record batch, and the broker refuses a
+ * batch over the topic's max.message.bytes as a whole.
+ */
+export function* recordChunks(messages: Message[], maxBytes = CHUNK_BYTES): Generator<Message[]> {
+  let chunk: Message[] = [];
+  let bytes = 0;
+  for (const m of messages) {
+    const size = messageBytes(m);
+    if (chunk.length > 0 && bytes + size > maxBytes) {
+      yield chunk;
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(m);
+    bytes += size;
+  }
+  if (chunk.length > 0) yield chunk;
+}
+
+/** The topic's effective max.message.bytes (its own setting or the broker's default), or undefined if it cannot be read. */
+export async function topicMaxMessageBytes(admin: Admin, topic: string): Promise<number | undefined> {
+  try {
+    const res = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2 /* TOPIC */, name: topic, configNames: ['max.message.bytes'] }] });
+    const v = Number(res.resources[0]?.configEntries.find((e) => e.configName === 'max.message.bytes')?.configValue);
+    return Number.isFinite(v) && v > 0 ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * A buffered writer to one topic it creates if missing: messages are queued by `enqueue` and
  * sent by `flush`, which resolves only once every in-sync replica has them. The dead-letter
@@ -144,12 +187,16 @@ export class TopicWriter {
     readonly spec: TopicSpec,
   ) {}
 
+  /** The topic's effective max.message.bytes, read at connect (undefined if it could not be read). */
+  maxMessageBytes: number | undefined;
+
   /** Creates the topic if needed and connects an idempotent producer with one request in flight, so each key's messages stay in order. */
   async connect(): Promise<void> {
     const admin = this.kafka.admin();
     await admin.connect();
     try {
       await ensureTopic(admin, this.spec);
+      this.maxMessageBytes = await topicMaxMessageBytes(admin, this.spec.topic);
     } finally {
       await admin.disconnect();
     }
@@ -172,22 +219,28 @@ export class TopicWriter {
       if (this.pending.length === 0) return;
       if (!this.producer) throw new BurstwatchError(`topic ${this.spec.topic} written before connect()`);
       const producer = this.producer;
-      const messages = this.pending;
+      let messages = this.pending;
       this.pending = [];
       const t0 = performance.now();
+      const total = messages.length;
       try {
-        // acks -1: resolved only once every in-sync replica has them; kafkajs marks what is retriable.
-        await withRetry(() => producer.send({ topic: this.spec.topic, acks: -1, messages }), {
-          retries: 8,
-          isRetriable: (err) => (err as { retriable?: boolean }).retriable === true,
-          onRetry: () => this.retries++,
-        });
-        this.onBatch?.(messages.length, (performance.now() - t0) / 1000);
+        const limit = Math.min(CHUNK_BYTES * 8, this.maxMessageBytes ?? CHUNK_BYTES);
+        for (const chunk of recordChunks(messages, limit)) {
+          // acks -1: resolved only once every in-sync replica has them; kafkajs marks what is retriable.
+          await withRetry(() => producer.send({ topic: this.spec.topic, acks: -1, messages: chunk }), {
+            retries: 8,
+            isRetriable: (err) => (err as { retriable?: boolean }).retriable === true,
+            onRetry: () => this.retries++,
+          });
+          messages = messages.slice(chunk.length);
+          this.sent += chunk.length;
+        }
+        this.onBatch?.(total, (performance.now() - t0) / 1000);
       } catch (err) {
+        // What was not acknowledged goes back to the head of the queue.
         this.pending = messages.concat(this.pending);
         throw err;
       }
-      this.sent += messages.length;
     };
     const p = this.inflight.then(run, run);
     this.inflight = p.catch(() => undefined);

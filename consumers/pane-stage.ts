@@ -127,10 +127,10 @@ export class PaneTask implements StageTask {
         }
       } catch (err) {
         if (!(err instanceof DecodeError)) throw err;
-        // Re-read after a restart: it was dead-lettered already.
+        // Re-read after a restart: it was dead-lettered already (in the transaction that committed its offset).
         if (offset > this.restoredThrough) {
-          deadLetter.add({ topic: config.input.topic, partition: this.partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers,
-            timestamp: m.timestamp, reason: err.reason, message: err.message });
+          out.send(deadLetter.topic, [deadLetter.message({ topic: config.input.topic, partition: this.partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers,
+            timestamp: m.timestamp, reason: err.reason, message: err.message })]);
           stats.deadLettered++;
         }
         this.through = Math.max(this.through, offset);
@@ -143,10 +143,10 @@ export class PaneTask implements StageTask {
       } else if (!this.builder.add(log, digestRecord(log), offset)) {
         stats.late++;
         if (late) {
-          late.add({ topic: config.input.topic, partition: this.partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers,
+          out.send(late.topic, [late.message({ topic: config.input.topic, partition: this.partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers,
             timestamp: m.timestamp, reason: 'late',
             message: `event time ${new Date(log.timestamp).toISOString()} is in a pane that partition ${this.partition} had already sealed ` +
-              `(more than windows.allowed_lateness_ms = ${config.windows.allowed_lateness_ms} behind its watermark)` });
+              `(more than windows.allowed_lateness_ms = ${config.windows.allowed_lateness_ms} behind its watermark)` })]);
         }
       }
       this.through = Math.max(this.through, offset);

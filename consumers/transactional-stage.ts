@@ -1,6 +1,7 @@
 import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, Producer } from 'kafkajs';
 import { BurstwatchError } from '../errors.js';
 import { logger } from '../logger.js';
+import { recordChunks } from './kafka-client.js';
 
 /** Messages a task wants written in the same transaction as its input offset. */
 export interface StageOutput {
@@ -357,7 +358,7 @@ export class TransactionalStage {
     const producer = await this.producerFor(partition);
     const txn = await producer.transaction();
     try {
-      for (const [topic, messages] of out.byTopic) for (const chunk of chunks(messages)) await txn.send({ topic, messages: chunk, acks: -1 });
+      for (const [topic, messages] of out.byTopic) for (const chunk of recordChunks(messages)) await txn.send({ topic, messages: chunk, acks: -1 });
       if (point.offset >= 0) {
         await txn.sendOffsets({
           consumerGroupId: this.settings.groupId,
@@ -451,25 +452,6 @@ export function isRetriableStageError(err: unknown): boolean {
   if (err instanceof BurstwatchError) return err.retriable;
   const name = (err as { name?: unknown })?.name;
   return typeof name === 'string' && name.startsWith('KafkaJS');
-}
-
-/** Below the brokers' default message.max.bytes (1 MB) per record batch, with room for overhead. */
-const CHUNK_BYTES = 512 * 1024;
-
-function* chunks(messages: Message[]): Generator<Message[]> {
-  let chunk: Message[] = [];
-  let bytes = 0;
-  for (const m of messages) {
-    const size = (typeof m.value === 'string' ? Buffer.byteLength(m.value) : (m.value?.length ?? 0)) + 64;
-    if (chunk.length > 0 && bytes + size > CHUNK_BYTES) {
-      yield chunk;
-      chunk = [];
-      bytes = 0;
-    }
-    chunk.push(m);
-    bytes += size;
-  }
-  if (chunk.length > 0) yield chunk;
 }
 
 class Outbox implements StageOutput {

@@ -148,6 +148,8 @@ export class RequestLogDecoder {
 }
 
 const MAX_ASN = 4_294_967_295;
+/** Longest JA4 accepted, characters: JA4 is 36, the JA4+ family stays well under this. It becomes an entity key everywhere. */
+export const MAX_JA4_CHARS = 128;
 
 /** Semantic checks that Avro types cannot express. Throws `invalid_value`. */
 export function validateRequestLog(r: RequestLog): RequestLog {
@@ -156,6 +158,9 @@ export function validateRequestLog(r: RequestLog): RequestLog {
   }
   if (!Number.isSafeInteger(r.asn) || r.asn < 0 || r.asn > MAX_ASN) {
     throw new DecodeError('invalid_value', `asn ${r.asn} is outside 0..${MAX_ASN}`);
+  }
+  if (r.ja4 !== null && r.ja4.length > MAX_JA4_CHARS) {
+    throw new DecodeError('invalid_value', `ja4 is ${r.ja4.length} characters long (at most ${MAX_JA4_CHARS}): '${r.ja4.slice(0, 64)}…'`);
   }
   if (isIP(r.client_ip) === 0) throw new DecodeError('invalid_value', `client_ip '${r.client_ip.slice(0, 64)}' is not an IP address`);
   if (r.challenge === undefined) throw new DecodeError('invalid_value', 'challenge outcome is not a known symbol');

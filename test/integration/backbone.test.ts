@@ -153,7 +153,7 @@ describe('backbone on real Kafka, ClickHouse and schema registry', () => {
     expect(value('burstwatch_rules_active ')).toBeGreaterThan(0);
     // Every family the operator's dashboards need (docs/operations.md lists them), with data.
     expect(value('burstwatch_verdicts_total ')).toBe(service.stats.windows.verdicts);
-    expect(value('burstwatch_dead_letters_total ')).toBe(service.stats.panes.deadLettered);
+    expect(value('burstwatch_dead_letters_truncated_total ')).toBe(0);
     expect(value('burstwatch_clickhouse_rows_total ')).toBeGreaterThan(0);
     expect(value('burstwatch_rule_messages_total ')).toBeGreaterThan(0);
     expect(value('burstwatch_late_records_total ')).toBe(0);

@@ -8,6 +8,7 @@ import { localEndpoints } from '../../infra/index.js';
 import { encodeConfluent, encodeSingleObject } from '../../schemas/codec.js';
 import { edgeRuleType, requestLogType, type RequestLog } from '../../schemas/index.js';
 import { readTopic, traffic } from './helpers.js';
+import { createClient } from '@clickhouse/client';
 
 /**
  * A corpus of hostile messages mixed into ordinary traffic, through the live service on the real
@@ -23,6 +24,9 @@ describe('hostile input on the live service', () => {
   const kafka = new Kafka({ clientId: 'it', brokers: localEndpoints.kafkaBrokers, logLevel: 1 });
   const logs = traffic().slice(0, 20_000);
   const sample = logs[100] as RequestLog;
+  /** A record from where the corpus goes in, so that valid odd records are on time, not late. */
+  const mid = logs[(logs.length >> 1) - 1] as RequestLog;
+  const sqlJa4 = "t13d'); DROP TABLE verdicts; --\\\"\u00e9";
   const big = 10 * 1024 * 1024;
   /** The corpus: each message with the dead-letter reason it must get (null: a valid record, however odd). */
   const corpus: { name: string; key: Buffer | string | null; value: Buffer | null; headers?: Record<string, Buffer | string>; reason: string | null }[] = [
@@ -37,8 +41,12 @@ describe('hostile input on the live service', () => {
     { name: 'invalid IP', key: 'k9', value: encodeSingleObject(requestLogType, { ...sample, request_id: 'ip', client_ip: '999.1.1.1' }), reason: 'invalid_value' },
     { name: 'binary key and odd headers', key: randomBytes(300), value: encodeSingleObject(requestLogType, { ...sample, request_id: 'odd-headers' }), headers: { '': Buffer.alloc(0), 'x\u0000bin': randomBytes(64), ['h'.repeat(2000)]: 'v' }, reason: null },
     { name: 'null key, null value', key: null, value: null, reason: 'empty' },
+    { name: 'a 10 MB path', key: 'k11', value: encodeSingleObject(requestLogType, { ...mid, request_id: 'huge-path', path: `/${'p'.repeat(big)}` }), reason: null },
+    { name: 'a 300-character JA4', key: 'k12', value: encodeSingleObject(requestLogType, { ...mid, request_id: 'long-ja4', ja4: 'j'.repeat(300) }), reason: 'invalid_value' },
+    { name: 'SQL and quotes in a JA4', key: 'k13', value: encodeSingleObject(requestLogType, { ...mid, request_id: 'sql-ja4', ja4: sqlJa4 }), reason: null },
   ];
   let service: Service;
+  const ch = createClient({ url: localEndpoints.clickhouseUrl, request_timeout: 120_000 });
   let settledAtStop = false;
 
   beforeAll(async () => {
@@ -48,7 +56,8 @@ describe('hostile input on the live service', () => {
       waitForLeaders: true,
       topics: [
         { topic, numPartitions: 3, replicationFactor: 1, configEntries: [{ name: 'max.message.bytes', value: String(24 * 1024 * 1024) }] },
-        { topic: dlqTopic, numPartitions: 1, replicationFactor: 1, configEntries: [{ name: 'max.message.bytes', value: String(24 * 1024 * 1024) }] },
+        // Made by an operator with a 2 MB limit: a 10 MB dead letter cannot fit whole.
+        { topic: dlqTopic, numPartitions: 1, replicationFactor: 1, configEntries: [{ name: 'max.message.bytes', value: String(2 * 1024 * 1024) }] },
       ],
     });
     await admin.disconnect();
@@ -87,6 +96,8 @@ describe('hostile input on the live service', () => {
     await admin.connect();
     await admin.deleteTopics({ topics: [topic, dlqTopic, `it-hostile-rules-${id}`] }).catch(() => undefined);
     await admin.disconnect();
+    await ch.command({ query: `DROP DATABASE IF EXISTS ${database}` }).catch(() => undefined);
+    await ch.close();
   });
 
   it('did not fail, read every message, and the counters add up', () => {
@@ -101,8 +112,31 @@ describe('hostile input on the live service', () => {
     const reasons = letters.map((l) => l.headers[DLQ_HEADERS.reason]?.toString()).sort();
     const expected = corpus.filter((c) => c.reason !== null).map((c) => c.reason as string);
     expect(reasons, JSON.stringify(reasons)).toEqual(expected.sort());
-    // With their bytes, 10 MB included.
-    expect(letters.find((l) => l.value?.length === big)?.value?.equals(Buffer.alloc(big, 0x41))).toBe(true);
+    // With their bytes; the 10 MB one cut to fit the topic's 2 MB, saying so and where the whole is.
+    const cut = letters.filter((l) => l.headers[DLQ_HEADERS.truncated] !== undefined);
+    expect(cut).toHaveLength(1);
+    expect(cut[0]?.headers[DLQ_HEADERS.truncated]?.toString()).toBe(String(big));
+    expect(cut[0]?.headers[DLQ_HEADERS.reason]?.toString()).toBe('bad_magic');
+    expect(cut[0]?.headers[DLQ_HEADERS.topic]?.toString()).toBe(topic);
+    expect(cut[0]?.value?.equals(Buffer.alloc(cut[0]?.value?.length ?? 0, 0x41))).toBe(true);
+    expect(cut[0]?.value?.length).toBeGreaterThan(1024 * 1024);
+    expect(service.deadLetter.truncated).toBe(1);
+  });
+
+  it('wrote log values to ClickHouse as data, never as SQL: quotes and a DROP TABLE arrive verbatim', async () => {
+    const rows = (await (
+      await ch.query({ query: `SELECT DISTINCT entity FROM ${database}.window_aggregates WHERE entity_type = 'ja4'`, format: 'JSONEachRow' })
+    ).json()) as { entity: string }[];
+    expect(rows.map((r) => r.entity)).toContain(sqlJa4);
+    const tables = (await (await ch.query({ query: `SHOW TABLES FROM ${database}`, format: 'JSONEachRow' })).json()) as { name: string }[];
+    expect(tables.map((t) => t.name)).toContain('verdicts');
+  });
+
+  it('kept a 10 MB path as a cut top path, so no message or row carries it whole', async () => {
+    const rows = (await (
+      await ch.query({ query: `SELECT max(length(arrayStringConcat(top_paths, ''))) AS n FROM ${database}.window_aggregates`, format: 'JSONEachRow' })
+    ).json()) as { n: string | number }[];
+    expect(Number(rows[0]?.n)).toBeLessThan(64 * 1024);
   });
 
   it('windowed the ordinary records after the far-future one: the watermark was not wedged', () => {

@@ -135,11 +135,19 @@ export function createMetrics(service: Service): Registry {
 }
 
 /**
- * Serves `/metrics`, `/healthz` (process up) and `/readyz` on host:port. `problems` lists what
- * keeps the service from being ready (a stage not in its group yet, a sink in an outage);
- * `/readyz` answers 200 when it is empty, else 503 with one problem per line.
+ * Serves `/metrics`, `/healthz` and `/readyz` on host:port. `problems` lists what keeps the
+ * service from being ready (a stage not in its group yet, a sink in an outage); `/readyz`
+ * answers 200 when it is empty, else 503 with one problem per line. `broken` says what has
+ * stopped the service for good (a stage failed with an error retrying cannot fix); `/healthz`
+ * answers 503 with it, so a liveness probe restarts the process.
  */
-export async function serveMetrics(registry: Registry, host: string, port: number, problems: () => string[]): Promise<Server> {
+export async function serveMetrics(
+  registry: Registry,
+  host: string,
+  port: number,
+  problems: () => string[],
+  broken: () => string | null = () => null,
+): Promise<Server> {
   const server = createServer((req, res) => {
     if (req.url === '/metrics') {
       registry
@@ -153,7 +161,8 @@ export async function serveMetrics(registry: Registry, host: string, port: numbe
           res.end(String(err));
         });
     } else if (req.url === '/healthz') {
-      res.writeHead(200).end('ok\n');
+      const why = broken();
+      res.writeHead(why === null ? 200 : 503).end(why === null ? 'ok\n' : `failed: ${why}\n`);
     } else if (req.url === '/readyz') {
       const why = problems();
       res.writeHead(why.length === 0 ? 200 : 503).end(why.length === 0 ? 'ready\n' : `not ready:\n${why.map((w) => `- ${w}\n`).join('')}`);

@@ -73,6 +73,19 @@ export function runCommand(): Command {
       const config = loadConfig(o.config, overrides);
       const service = await startService(config);
       logger.info({ topic: config.input.topic, group: config.input.group_id }, 'burstwatch running; Ctrl-C to stop');
+      // A stage stopped by an error retrying cannot fix (a bug, lost authorization): stop
+      // what still runs and exit 1, so the supervisor restarts it and someone is told.
+      const watch = setInterval(() => {
+        const err = service.fatal();
+        if (!err) return;
+        clearInterval(watch);
+        logger.fatal({ err: (err as Error).message ?? String(err) }, 'a stage failed for good; stopping and exiting 1');
+        const timer = setTimeout(() => process.exit(1), 10_000);
+        timer.unref();
+        void service.stop().finally(() => process.exit(1));
+      }, 1_000);
+      watch.unref();
       await stopOnSignals(service);
+      clearInterval(watch);
     });
 }

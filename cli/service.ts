@@ -189,7 +189,10 @@ export async function startService(config: Config, hooks: { onWindow?: WindowSta
     server = await serveMetrics(registry, config.metrics.host, config.metrics.port, () => [
       ...[panes, windows, rules].filter((st) => !st.ready).map((st) => `stage ${st.name} has not joined its consumer group yet`),
       ...(clickhouse.healthy ? [] : ['clickhouse is failing; inserts are retried and consumption waits (see burstwatch_sink_healthy)']),
-    ]);
+    ], () => {
+      const err = service.fatal();
+      return err ? (err as Error).message ?? String(err) : null;
+    });
     logger.info({ url: `http://${config.metrics.host}:${config.metrics.port}/metrics` }, 'metrics served');
   }
   await rules.start();

@@ -180,6 +180,56 @@ describe('burstwatch run (the built CLI; npm test builds it first)', () => {
     }
   }, 300_000);
 
+  it('exits 1, with /healthz failing and the cause logged, when a stage fails for good (garbage in its repartition topic)', async () => {
+    const g = `${group}-poison`;
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic: `${g}-in`, numPartitions: 1, replicationFactor: 1 }] });
+    await admin.disconnect();
+    const settings = {
+      kafka: { brokers: localEndpoints.kafkaBrokers },
+      input: { topic: `${g}-in`, group_id: g },
+      dead_letter: { topic: `${topic}-dlq` },
+      edge_rules: { topic: `${topic}-rules` },
+      clickhouse: { url: localEndpoints.clickhouseUrl, database },
+      metrics: { port: port + 2 },
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'bw-run-'));
+    const configFile = join(dir, 'config.json');
+    writeFileSync(configFile, JSON.stringify(settings));
+    const child = spawn(process.execPath, [bin, 'run', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    let health = 0;
+    try {
+      const until = Date.now() + 60_000;
+      while (Date.now() < until && (await fetch(`http://127.0.0.1:${port + 2}/readyz`).then((r) => r.status).catch(() => 0)) !== 200) {
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      // Something that is not burstwatch writes to stage 2's input.
+      const producer = kafka.producer();
+      await producer.connect();
+      await producer.send({ topic: `${g}-panes`, messages: [{ key: 'asn:1', value: '{"v":1,"kind":"partial","oops":true}' }] });
+      await producer.disconnect();
+      const healthBy = Date.now() + 30_000;
+      while (Date.now() < healthBy && health !== 503) {
+        health = await fetch(`http://127.0.0.1:${port + 2}/healthz`).then((r) => r.status).catch(() => -1);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running after 30 s'), 30_000))]);
+      expect(code, stderr.slice(-3000)).toBe(1);
+    } finally {
+      child.kill('SIGKILL');
+      await admin.connect();
+      await admin.deleteTopics({ topics: [`${g}-in`, `${g}-panes`, `${g}-windows-changelog`, `${g}-window-verdicts`, `${g}-rules-changelog`] }).catch(() => undefined);
+      await admin.disconnect();
+    }
+    expect(health).toBe(503);
+    expect(stderr).toMatch(/a stage failed for good/);
+    expect(stderr).toMatch(/repartition message/);
+  });
+
   it('exits 2 and names the key on a bad config', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'bw-run-'));
     const configFile = join(dir, 'bad.json');

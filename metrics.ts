@@ -63,7 +63,6 @@ export function createMetrics(service: Service): Registry {
     return wms.length > 0 ? Math.min(...wms) / 1000 : 0;
   });
   counter('burstwatch_clickhouse_rows_total', 'Rows inserted into ClickHouse.', () => Object.values(clickhouse.stats.inserted).reduce((a, b) => a + b, 0));
-  counter('burstwatch_clickhouse_retries_total', 'ClickHouse operations retried.', () => clickhouse.stats.retries);
   counter('burstwatch_rule_messages_total', 'Messages published to the edge-rule topic.', () => edgeRules.published);
   counter('burstwatch_dead_letters_truncated_total', 'Dead letters whose value was cut to fit the dead-letter topic (header burstwatch.dlq.truncated).', () => deadLetter.truncated);
 

@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createClient } from '@clickhouse/client';
 import { Kafka } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +15,8 @@ import { fingerprintBytes } from '../../schemas/fingerprint.js';
 import { edgeRuleFromAvro, edgeRuleType, requestLogType, type RequestLog } from '../../schemas/index.js';
 import { SchemaRegistryClient } from '../../schemas/registry.js';
 import { aggregatesInClickHouse, expectExactAggregates, JA4_APP, JA4_BOT, produceToNewTopic, readTopic, T0, traffic } from './helpers.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
 
 describe('backbone on real Kafka, ClickHouse and schema registry', () => {
   const id = randomBytes(4).toString('hex');
@@ -165,6 +170,11 @@ describe('backbone on real Kafka, ClickHouse and schema registry', () => {
     expect(value('burstwatch_sink_retries_total{sink="clickhouse"}')).toBe(0);
     expect(value('burstwatch_sink_healthy ')).toBe(1);
     expect(value('burstwatch_stage_retries_total{stage="windows"}')).toBe(0);
+    // docs/operations.md lists exactly the metrics served (process metrics aside).
+    const served = new Set([...scraped.metrics.matchAll(/^# TYPE (burstwatch_\w+) /gm)].map((m) => m[1] as string).filter((n) => !n.startsWith('burstwatch_process_')));
+    const doc = readFileSync(join(root, 'docs', 'operations.md'), 'utf8');
+    const documented = new Set([...doc.matchAll(/^\| `(burstwatch_\w+)/gm)].map((m) => m[1] as string));
+    expect([...served].sort()).toEqual([...documented].sort());
     // Caught up when scraped: no lag on any stage's partitions (one series per partition owned).
     const lags = scraped.metrics.split('\n').filter((l) => l.startsWith('burstwatch_consumer_lag_messages{'));
     expect(lags.length).toBeGreaterThanOrEqual(3 + 6 + 1);

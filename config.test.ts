@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { applyEnv, knownKeys, parseConfig } from './config.js';
 import { ConfigError } from './errors.js';
@@ -31,5 +33,14 @@ describe('config', () => {
   it('takes environment overrides', () => {
     const raw = applyEnv({}, { BURSTWATCH__KAFKA__BROKERS: 'a:1,b:2', BURSTWATCH__WINDOWS__SLIDE_MS: '5000', OTHER: 'x' });
     expect(parseConfig(raw)).toMatchObject({ kafka: { brokers: ['a:1', 'b:2'] }, windows: { slide_ms: 5000 } });
+  });
+});
+
+describe('README', () => {
+  it('shows exactly the defaults parseConfig gives', () => {
+    const md = readFileSync(fileURLToPath(new URL('./README.md', import.meta.url)), 'utf8');
+    const block = /Defaults:\n\n```json\n([\s\S]*?)```/.exec(md)?.[1];
+    expect(block).toBeDefined();
+    expect(JSON.parse(block as string)).toEqual(JSON.parse(JSON.stringify(parseConfig({}))));
   });
 });

@@ -9,6 +9,8 @@ import { encodeConfluent, encodeSingleObject } from '../../schemas/codec.js';
 import { edgeRuleType, requestLogType, type RequestLog } from '../../schemas/index.js';
 import { readTopic, traffic } from './helpers.js';
 import { createClient } from '@clickhouse/client';
+import avro from 'avsc';
+import { SchemaRegistryClient } from '../../schemas/registry.js';
 
 /**
  * A corpus of hostile messages mixed into ordinary traffic, through the live service on the real
@@ -41,6 +43,8 @@ describe('hostile input on the live service', () => {
     { name: 'invalid IP', key: 'k9', value: encodeSingleObject(requestLogType, { ...sample, request_id: 'ip', client_ip: '999.1.1.1' }), reason: 'invalid_value' },
     { name: 'binary key and odd headers', key: randomBytes(300), value: encodeSingleObject(requestLogType, { ...sample, request_id: 'odd-headers' }), headers: { '': Buffer.alloc(0), 'x\u0000bin': randomBytes(64), ['h'.repeat(2000)]: 'v' }, reason: null },
     { name: 'null key, null value', key: null, value: null, reason: 'empty' },
+    // Avro has no NaN long: a NaN timestamp can only come from a writer schema that made it a double, which does not resolve to ours.
+    { name: 'a NaN timestamp (written as a double)', key: 'k14', value: null, reason: 'incompatible_schema' },
     { name: 'a 10 MB path', key: 'k11', value: encodeSingleObject(requestLogType, { ...mid, request_id: 'huge-path', path: `/${'p'.repeat(big)}` }), reason: null },
     { name: 'a 300-character JA4', key: 'k12', value: encodeSingleObject(requestLogType, { ...mid, request_id: 'long-ja4', ja4: 'j'.repeat(300) }), reason: 'invalid_value' },
     { name: 'SQL and quotes in a JA4', key: 'k13', value: encodeSingleObject(requestLogType, { ...mid, request_id: 'sql-ja4', ja4: sqlJa4 }), reason: null },
@@ -50,6 +54,13 @@ describe('hostile input on the live service', () => {
   let settledAtStop = false;
 
   beforeAll(async () => {
+    const registry = new SchemaRegistryClient({ url: localEndpoints.schemaRegistryUrl });
+    const doubleTime = avro.Type.forSchema({
+      ...(JSON.parse(JSON.stringify(requestLogType.schema())) as { fields: { name: string; type: unknown }[] }),
+      fields: (requestLogType.schema() as { fields: { name: string; type: unknown }[] }).fields.map((f) => (f.name === 'timestamp' ? { ...f, type: 'double' } : f)),
+    } as avro.Schema);
+    const nan = corpus.find((c) => c.key === 'k14') as { value: Buffer | null };
+    nan.value = encodeConfluent(await registry.register(`${topic}-nan-value`, doubleTime), doubleTime, { ...sample, request_id: 'nan', timestamp: Number.NaN });
     const admin = kafka.admin();
     await admin.connect();
     await admin.createTopics({

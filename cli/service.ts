@@ -172,6 +172,8 @@ export async function startService(config: Config, hooks: { onWindow?: WindowSta
       allowFile?.stop();
       // A batch waiting out a ClickHouse outage gives up now (its input is re-read after the
       // restart); requests still in flight are cancelled after 5 s, inside the 10 s grace.
+      // The stages learn they are stopping first, so that such a batch is not taken for a failure.
+      for (const stage of [panes, windows, rules]) stage.beginStop();
       clickhouse.stopRetrying(5_000);
       await panes.stop();
       await windows.stop();

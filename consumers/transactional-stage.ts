@@ -408,6 +408,16 @@ export class TransactionalStage {
     return (await this.adminClient()).fetchTopicOffsets(this.settings.topic);
   }
 
+  /**
+   * Marks the stage as stopping, at once: no new batch is started, and a batch that fails from
+   * now on is left uncommitted (it is read again after the restart) rather than retried or
+   * treated as fatal. {@link stop} does this first; call it early when other parts of the
+   * service are about to be cut (a sink's retries aborted).
+   */
+  beginStop(): void {
+    this.stopping = true;
+  }
+
   /** Stops fetching, lets the batch in hand finish and commit, and disconnects. */
   async stop(): Promise<void> {
     this.stopping = true;

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +17,17 @@ import { aggregatesInClickHouse, expectExactAggregates, traffic } from './helper
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const bin = join(root, 'dist', 'cli', 'main.js');
+
+/** `burstwatch run --config <file with settings>` as a child process, its stderr collected and its exit code awaited. */
+function runWith(settings: unknown): { child: ChildProcess; stderr: () => string; exited: Promise<number | null> } {
+  const configFile = join(mkdtempSync(join(tmpdir(), 'bw-run-')), 'config.json');
+  writeFileSync(configFile, JSON.stringify(settings));
+  const child = spawn(process.execPath, [bin, 'run', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, stderr: () => stderr, exited };
+}
 
 /** `burstwatch run` as an operator runs it: a process, a config file, SIGTERM to stop. */
 describe('burstwatch run (the built CLI; npm test builds it first)', () => {
@@ -47,23 +58,14 @@ describe('burstwatch run (the built CLI; npm test builds it first)', () => {
     await producer.connect();
     await producer.send({ topic, messages: logs.map((l) => ({ key: l.client_ip, value: encodePlain(requestLogType, l) })) });
     await producer.disconnect();
-    const dir = mkdtempSync(join(tmpdir(), 'bw-run-'));
-    const configFile = join(dir, 'config.json');
-    writeFileSync(
-      configFile,
-      JSON.stringify({
-        kafka: { brokers: localEndpoints.kafkaBrokers },
-        input: { topic, group_id: group },
-        dead_letter: { topic: `${topic}-dlq` },
-        edge_rules: { topic: `${topic}-rules` },
-        clickhouse: { url: localEndpoints.clickhouseUrl, database },
-        metrics: { port },
-      }),
-    );
-    const child = spawn(process.execPath, [bin, 'run', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const { child, stderr, exited } = runWith({
+      kafka: { brokers: localEndpoints.kafkaBrokers },
+      input: { topic, group_id: group },
+      dead_letter: { topic: `${topic}-dlq` },
+      edge_rules: { topic: `${topic}-rules` },
+      clickhouse: { url: localEndpoints.clickhouseUrl, database },
+      metrics: { port },
+    });
     try {
       // Ready, and every message consumed (the metric says so).
       const until = Date.now() + 60_000;
@@ -79,13 +81,13 @@ describe('burstwatch run (the built CLI; npm test builds it first)', () => {
         }
         await new Promise((r) => setTimeout(r, 250));
       }
-      expect(consumed, stderr.slice(-2000)).toBe(logs.length);
+      expect(consumed, stderr().slice(-2000)).toBe(logs.length);
       const t0 = Date.now();
       child.kill('SIGTERM');
       const code = await exited;
-      expect(code, stderr.slice(-2000)).toBe(0);
+      expect(code, stderr().slice(-2000)).toBe(0);
       expect(Date.now() - t0).toBeLessThan(10_000);
-      expect(stderr).toMatch(/stopped cleanly/);
+      expect(stderr()).toMatch(/stopped cleanly/);
     } finally {
       child.kill('SIGKILL');
     }
@@ -126,13 +128,7 @@ describe('burstwatch run (the built CLI; npm test builds it first)', () => {
       windows: { idle_partition_ms: 2_000, idle_flush_ms: 2_000 },
       metrics: { port: port + 1 },
     };
-    const dir = mkdtempSync(join(tmpdir(), 'bw-run-'));
-    const configFile = join(dir, 'config.json');
-    writeFileSync(configFile, JSON.stringify(settings));
-    const child = spawn(process.execPath, [bin, 'run', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const { child, stderr, exited } = runWith(settings);
     const ch = createClient({ url: localEndpoints.clickhouseUrl, request_timeout: 120_000 });
     try {
       // Cut once the first rows are in: most of the stream is still to come.
@@ -145,7 +141,7 @@ describe('burstwatch run (the built CLI; npm test builds it first)', () => {
           .catch(() => 0);
         await new Promise((r) => setTimeout(r, 100));
       }
-      expect(rows, stderr.slice(-2000)).toBeGreaterThan(0);
+      expect(rows, stderr().slice(-2000)).toBeGreaterThan(0);
       await new Promise<void>((r) => {
         proxy.close(() => r());
         for (const s of sockets) s.destroy();
@@ -157,12 +153,12 @@ describe('burstwatch run (the built CLI; npm test builds it first)', () => {
         readyz = await fetch(`http://127.0.0.1:${port + 1}/readyz`).then((r) => r.text()).catch(() => '');
         await new Promise((r) => setTimeout(r, 250));
       }
-      expect(readyz, stderr.slice(-2000)).toMatch(/clickhouse is failing/);
+      expect(readyz, stderr().slice(-2000)).toMatch(/clickhouse is failing/);
       const t0 = Date.now();
       child.kill('SIGTERM');
       const code = await exited;
-      expect(Date.now() - t0, stderr.slice(-2000)).toBeLessThan(10_000);
-      expect(code, stderr.slice(-2000)).toBe(0);
+      expect(Date.now() - t0, stderr().slice(-2000)).toBeLessThan(10_000);
+      expect(code, stderr().slice(-2000)).toBe(0);
       // Restarted with ClickHouse back: every window arrives, exactly once after deduplication.
       const s = await startService(parseConfig({ ...settings, clickhouse: { url: localEndpoints.clickhouseUrl, database: `${database}_outage` }, metrics: { port: 0 } }));
       try {
@@ -194,13 +190,7 @@ describe('burstwatch run (the built CLI; npm test builds it first)', () => {
       clickhouse: { url: localEndpoints.clickhouseUrl, database },
       metrics: { port: port + 2 },
     };
-    const dir = mkdtempSync(join(tmpdir(), 'bw-run-'));
-    const configFile = join(dir, 'config.json');
-    writeFileSync(configFile, JSON.stringify(settings));
-    const child = spawn(process.execPath, [bin, 'run', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const { child, stderr, exited } = runWith(settings);
     let health = 0;
     try {
       const until = Date.now() + 60_000;
@@ -218,7 +208,7 @@ describe('burstwatch run (the built CLI; npm test builds it first)', () => {
         await new Promise((r) => setTimeout(r, 100));
       }
       const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running after 30 s'), 30_000))]);
-      expect(code, stderr.slice(-3000)).toBe(1);
+      expect(code, stderr().slice(-3000)).toBe(1);
     } finally {
       child.kill('SIGKILL');
       await admin.connect();
@@ -226,19 +216,14 @@ describe('burstwatch run (the built CLI; npm test builds it first)', () => {
       await admin.disconnect();
     }
     expect(health).toBe(503);
-    expect(stderr).toMatch(/a stage failed for good/);
-    expect(stderr).toMatch(/repartition message/);
+    expect(stderr()).toMatch(/a stage failed for good/);
+    expect(stderr()).toMatch(/repartition message/);
   });
 
   it('exits 2 and names the key on a bad config', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'bw-run-'));
-    const configFile = join(dir, 'bad.json');
-    writeFileSync(configFile, JSON.stringify({ windows: { size_ms: 'sixty' } }));
-    const child = spawn(process.execPath, [bin, 'run', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    const { stderr, exited } = runWith({ windows: { size_ms: 'sixty' } });
+    const code = await exited;
     expect(code).toBe(2);
-    expect(stderr).toMatch(/config key 'windows.size_ms'/);
+    expect(stderr()).toMatch(/config key 'windows.size_ms'/);
   });
 });

@@ -9,6 +9,7 @@ import { TransactionalStage } from '../consumers/transactional-stage.js';
 import { WindowTask, windowStageStats, type WindowStageContext, type WindowStageStats } from '../consumers/window-stage.js';
 import { RuleTask, ruleStageStats, type RuleStageStats } from '../rules/rule-stage.js';
 import type { Kafka } from 'kafkajs';
+import { BurstwatchError } from '../errors.js';
 import { logger } from '../logger.js';
 import { AllowlistFile } from '../rules/allowlist.js';
 import { createMetrics, serveMetrics } from '../metrics.js';
@@ -203,14 +204,26 @@ export async function startService(config: Config, hooks: { onWindow?: WindowSta
   return service;
 }
 
-/** Waits for the input topic to exist (a pipeline may create it after burstwatch starts) and returns its partition count. */
+/**
+ * Waits for the input topic to exist (a pipeline may create it after burstwatch starts) and
+ * returns its partition count. A topic the service may not describe is an error that says so,
+ * not a topic to wait for: without DESCRIBE (READ implies it) the broker hides it.
+ */
 async function partitionCount(kafka: Kafka, topic: string): Promise<number> {
   const admin = kafka.admin();
   await admin.connect();
   try {
     let warned = false;
     while (!(await admin.listTopics()).includes(topic)) {
-      if (!warned) logger.warn({ topic }, 'input topic does not exist yet; waiting for it to be created');
+      if (!warned) {
+        // Hidden or missing? Without DESCRIBE (READ implies it) the broker hides a topic.
+        await admin.fetchTopicMetadata({ topics: [topic] }).catch((err: unknown) => {
+          if ((err as { type?: string }).type === 'TOPIC_AUTHORIZATION_FAILED') {
+            throw new BurstwatchError(`input topic ${topic}: not authorized to read it; grant READ on it to this service's principal (docs/security.md)`, { cause: err });
+          }
+        });
+        logger.warn({ topic }, 'input topic does not exist yet; waiting for it to be created');
+      }
       warned = true;
       await new Promise((r) => setTimeout(r, 2000));
     }

@@ -27,7 +27,16 @@ export async function readChangelogPartition(kafka: Kafka, topic: string, partit
   const groupId = `burstwatch-restore-${randomUUID()}`;
   const consumer = kafka.consumer({ groupId, readUncommitted: false, allowAutoTopicCreation: false });
   let finish: () => void = () => undefined;
-  const done = new Promise<void>((resolve) => (finish = resolve));
+  let fail: (err: unknown) => void = () => undefined;
+  const done = new Promise<void>((resolve, reject) => {
+    finish = resolve;
+    fail = reject;
+  });
+  // A consumer that crashes for good (no READ on the restore group, say) fails the restore
+  // instead of leaving it waiting for ever; the stage then retries or stops on the error.
+  consumer.on(consumer.events.CRASH, (e) => {
+    if (!e.payload.restart) fail(e.payload.error);
+  });
   const reached = (lastOffset: string | number | null | undefined): void => {
     if (lastOffset !== null && lastOffset !== undefined && Number(lastOffset) >= high - 1) finish();
   };

@@ -102,6 +102,7 @@ export async function ensureTopic(admin: Admin, spec: TopicSpec): Promise<void> 
       // Another member may have created it at the same moment.
       if (!(err as { type?: string }).type?.includes('TOPIC_ALREADY_EXISTS')) throw err;
     }
+    await untilServed(admin, spec.topic);
     return;
   }
   const wanted = spec.configs['cleanup.policy'];
@@ -113,6 +114,25 @@ export async function ensureTopic(admin: Admin, spec: TopicSpec): Promise<void> 
       `topic ${spec.topic} has cleanup.policy=${actual}, but it must include ${wanted}; fix it with ` +
         `kafka-configs --alter --entity-type topics --entity-name ${spec.topic} --add-config cleanup.policy=${wanted}`,
     );
+  }
+}
+
+/**
+ * Waits (up to 30 s) until every partition of a new topic answers a ListOffsets request.
+ * kafkajs' `waitForLeaders` waits for leaders in the metadata only, and a broker may still
+ * answer "This server does not host this topic-partition" for a moment after that
+ * (tulios/kafkajs#815), which would fail the first start of a stage.
+ */
+async function untilServed(admin: Admin, topic: string): Promise<void> {
+  const until = Date.now() + 30_000;
+  for (;;) {
+    try {
+      await admin.fetchTopicOffsets(topic);
+      return;
+    } catch (err) {
+      if (Date.now() > until) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
   }
 }
 

@@ -233,7 +233,7 @@ export class TransactionalStage {
 
   private async handleBatch({ batch, heartbeat, isStale, isRunning, resolveOffset }: EachBatchPayload): Promise<void> {
     this.heartbeat = heartbeat;
-    if (this.stopping || isStale() || !isRunning() || !this.assigned.has(batch.partition)) return;
+    if (this.stopping || this.failure !== null || isStale() || !isRunning() || !this.assigned.has(batch.partition)) return;
     const partition = batch.partition;
     let task: StageTask;
     const fresh = !this.tasks.has(partition);
@@ -310,7 +310,18 @@ export class TransactionalStage {
       { stage: this.settings.name, partition, attempt: n, retriable, err: (err as Error).message },
       retriable ? 'batch failed; restarting the partition from its checkpoint' : 'batch failed with an error retrying cannot fix; stopping the stage',
     );
-    if (!retriable) throw err;
+    if (!retriable) {
+      // Thrown into kafkajs, the error would make it re-deliver the batch and restart the
+      // consumer for ever. The stage stops here instead: nothing more is handled, and the
+      // service reports the failure (`fatal`, /healthz 503; `burstwatch run` exits 1).
+      this.failure ??= err;
+      try {
+        this.consumer?.pause([{ topic: this.settings.topic }]);
+      } catch {
+        // not running: nothing to pause
+      }
+      return;
+    }
     await new Promise((r) => setTimeout(r, Math.floor(Math.random() * Math.min(10_000, 200 * 2 ** Math.min(n, 16)))));
     const from = this.committedPoints.get(partition)?.offset ?? -1;
     try {
@@ -331,7 +342,7 @@ export class TransactionalStage {
   }
 
   private async tick(): Promise<void> {
-    if (this.stopping || this.tasks.size === 0) return;
+    if (this.stopping || this.failure !== null || this.tasks.size === 0) return;
     // High watermarks from the broker, fetched only if a task asks (a partition about to be called idle).
     let highs: Promise<Map<number, number>> | null = null;
     const highOf = (partition: number) => async (): Promise<number> => {

@@ -20,13 +20,16 @@
  *   (bench/edge-bench.ts).
  * - clickhouse: verdict rows/s through ClickHouseSink against a bare client insert of the same rows
  *   (bench/clickhouse-bench.ts).
+ * - e2e: the live service on the local Kafka and ClickHouse: throughput against a no-op kafkajs
+ *   consumer on the same topic, one process against two in one group, and recovery after SIGKILL
+ *   against an uninterrupted run (bench/e2e-bench.ts; needs dist/, it starts `burstwatch run` children).
  *
  * Knobs (environment): BENCH_SECTIONS (comma-separated, default all; sections not run keep
  * their previous text in RESULTS.md), BENCH_ROUNDS (default 3, replay and windows),
  * BENCH_EVENTS (replay file, default 1 000 000), BENCH_WINDOWS_RECORDS (default 300 000),
  * BENCH_WINDOWS_PREFIX (default 30 000), BENCH_WINDOWS_CHECK (default 20 000), and the
  * BENCH_CARDINALITY_* knobs of bench/cardinality.ts, BENCH_FOREST_ROWS (rows scored for
- * throughput, default 1 000 000).
+ * throughput, default 1 000 000), and the BENCH_E2E_* knobs of bench/e2e-bench.ts.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -41,12 +44,13 @@ import { validateRequestLog } from '../schemas/codec.js';
 import { runClickHouseBench } from './clickhouse-bench.js';
 import { codeState as codeStateOf } from './code-state.js';
 import { runDetectorCostBench } from './detector-cost.js';
+import { runE2eBench } from './e2e-bench.js';
 import { runEdgeBench } from './edge-bench.js';
 import { runForestBench } from './forest-bench.js';
 import { runTemporalBench } from './temporal-bench.js';
 import { runWindowsBench, windowsMarkdown } from './windows-bench.js';
 
-const SECTIONS = ['replay', 'windows', 'cardinality', 'forest', 'temporal', 'detectors', 'edge', 'clickhouse'] as const;
+const SECTIONS = ['replay', 'windows', 'cardinality', 'forest', 'temporal', 'detectors', 'edge', 'clickhouse', 'e2e'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 1_000_000);
@@ -230,6 +234,7 @@ const TITLES: Record<Section, string> = {
   detectors: '## Detector cost per scored window',
   edge: '## Edge subscriber: match throughput, change latency, bootstrap',
   clickhouse: '## ClickHouse insert throughput for verdict rows',
+  e2e: '## Live service end to end: throughput against a no-op consumer, scale-out, recovery after SIGKILL',
 };
 
 /** The sections of the current RESULTS.md, to keep those not run this time. */
@@ -284,6 +289,7 @@ for (const s of selected) {
     else if (s === 'temporal') body = `${TITLES.temporal}\n\nRun on ${today()}; ${machine}.\n\n${runTemporalBench()}\n${knobs(['BENCH_TEMPORAL'])}`;
     else if (s === 'edge') body = `${TITLES.edge}\n\nRun on ${today()}; ${machine}.\n\n${await runEdgeBench()}\n${knobs(['BENCH_EDGE'])}`;
     else if (s === 'clickhouse') body = `${TITLES.clickhouse}\n\nRun on ${today()}; ${machine}.\n\n${await runClickHouseBench()}\n${knobs(['BENCH_CLICKHOUSE'])}`;
+    else if (s === 'e2e') body = `${TITLES.e2e}\n\nRun on ${today()}; ${machine}.\n\n${await runE2eBench()}\n${knobs(['BENCH_E2E'])}`;
     else {
       const script = new URL(here.includes('/dist/') ? '../detectors/population-worker.js' : '../dist/detectors/population-worker.js', import.meta.url);
       body = `${TITLES.detectors}\n\nRun on ${today()}; ${machine}.\n\n${await runDetectorCostBench(script)}\n${knobs(['BENCH_DETECTORS', 'BENCH_ROUNDS'])}`;

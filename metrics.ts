@@ -70,12 +70,15 @@ export function createMetrics(service: Service): Registry {
   const stages = { panes: service.panes, windows: service.windows, rules: service.rules } as const;
   new Gauge({
     name: 'burstwatch_consumer_lag_messages',
-    help: "Messages between what a stage has consumed and its partition's high watermark at the last fetch, by stage and partition.",
+    help: "Messages between what a stage has consumed and its partition's high watermark (asked of the broker at scrape time), by stage and owned partition.",
     labelNames: ['stage', 'partition'],
     registers: [registry],
-    collect() {
+    async collect() {
       this.reset();
-      for (const [name, st] of Object.entries(stages)) for (const [p, lag] of st.lag()) this.set({ stage: name, partition: String(p) }, lag);
+      for (const [name, st] of Object.entries(stages)) {
+        const lags = await st.lag().catch(() => new Map<number, number>());
+        for (const [p, lag] of lags) this.set({ stage: name, partition: String(p) }, lag);
+      }
     },
   });
   new Gauge({

@@ -87,8 +87,6 @@ export class TransactionalStage {
   private stopping = false;
   private failure: unknown = null;
   readonly stats: StageStats = { batches: 0, messages: 0, transactions: 0, restores: 0, retries: 0 };
-  /** High watermark of each partition's last batch (lag). */
-  private readonly highWatermarks = new Map<number, number>();
   /** When the work in hand (a batch, a tick) started (this stage's clock), or null. */
   private busySince: number | null = null;
   /** The group heartbeat of the latest batch (kafkajs hands it to eachBatch only). */
@@ -267,23 +265,37 @@ export class TransactionalStage {
     this.stats.batches++;
     this.stats.messages += messages.length;
     this.consumedTo.set(partition, Math.max(this.consumedTo.get(partition) ?? 0, Number(batch.lastOffset()) + 1));
-    this.highWatermarks.set(partition, Number(batch.highWatermark));
     resolveOffset(batch.lastOffset());
     await heartbeat();
   }
 
-  /** Messages of each owned partition between what this member has consumed and the high watermark of its last fetch (metrics). */
-  lag(): Map<number, number> {
+  /**
+   * Messages of each owned partition between what this member has consumed and the partition's
+   * high watermark, asked of the broker (metrics). A partition that has had no batch since it
+   * was assigned (caught up already) counts from the group's committed offset.
+   */
+  async lag(): Promise<Map<number, number>> {
     const out = new Map<number, number>();
-    for (const p of this.assigned) {
-      const high = this.highWatermarks.get(p);
-      const done = this.consumedTo.get(p);
-      if (high !== undefined && done !== undefined) out.set(p, Math.max(0, high - done));
+    if (this.assigned.size === 0) return out;
+    const offsets = await this.topicOffsets();
+    let committed: Map<number, number> | null = null;
+    for (const o of offsets) {
+      if (!this.assigned.has(o.partition)) continue;
+      let done = this.consumedTo.get(o.partition);
+      if (done === undefined) {
+        if (committed === null) {
+          const [t] = await (await this.adminClient()).fetchOffsets({ groupId: this.settings.groupId, topics: [this.settings.topic] });
+          committed = new Map((t?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
+        }
+        const c = committed.get(o.partition) ?? -1;
+        done = c >= 0 ? c : Number(o.low);
+      }
+      out.set(o.partition, Math.max(0, Number(o.high) - Math.max(done, Number(o.low))));
     }
     return out;
   }
 
-  /** How long the batch in hand has been running, ms (0 when idle): a long one waits on a sink (backpressure). */
+  /** How long the work in hand (a batch, a tick) has been running, ms (0 when idle): a long one waits on a sink (backpressure). */
   busyMs(): number {
     return this.busySince === null ? 0 : Math.max(0, this.clock() - this.busySince);
   }

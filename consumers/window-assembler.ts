@@ -417,6 +417,14 @@ export class WindowAssembler {
     const last = this.held[this.held.length - 1];
     if (last !== undefined) end = Math.max(end, last + this.sizeMs);
     if (Number.isFinite(end)) this.closeWindowsEndingBy(end);
+    // Panes of the windows just closed are no longer needed by any open window: let them go now
+    // rather than when the next window closes (it may be a long time after an idle flush).
+    for (const slides of Object.values(this.slides)) {
+      for (const [e, sl] of slides) {
+        sl.evictBefore(this.nextWindowStart);
+        if (sl.empty) slides.delete(e);
+      }
+    }
   }
 
   /** Whether {@link flush} would close anything: panes held or waiting, or windows before the complete bound still open. */

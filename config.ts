@@ -39,6 +39,13 @@ export const inputConfigSchema = z
     max_future_ms: z.number().int().positive().default(300_000),
     /** Largest message accepted per partition fetch, bytes. Default 10 MiB. */
     max_bytes_per_partition: z.number().int().positive().default(10 * 1024 * 1024),
+    /**
+     * Consumer session timeout of the three stages' groups, ms: how long the group waits for a
+     * member that stopped heartbeating (`kill -9`, a lost machine) before its partitions move,
+     * and so the floor of the recovery time (docs/operations.md). Heartbeats go on while a
+     * batch waits on a sink. Default 30 000 (kafkajs').
+     */
+    session_timeout_ms: z.number().int().min(6_000).default(30_000),
   })
   .strict();
 

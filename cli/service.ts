@@ -115,6 +115,7 @@ export async function startService(config: Config, hooks: { onWindow?: WindowSta
     name: 'panes',
     groupId: groups.panes,
     topic: config.input.topic,
+    sessionTimeoutMs: config.input.session_timeout_ms,
     transactionalIdPrefix: `${groups.panes}-panes`,
     maxBytesPerPartition: config.input.max_bytes_per_partition,
     fromBeginning: config.input.from_beginning,
@@ -126,6 +127,7 @@ export async function startService(config: Config, hooks: { onWindow?: WindowSta
     name: 'windows',
     groupId: groups.windows,
     topic: t.repartition,
+    sessionTimeoutMs: config.input.session_timeout_ms,
     transactionalIdPrefix: `${groups.windows}`,
     createTask: (r, committed) => WindowTask.create(r, committed, windowCtx),
     beforeCommit: () => clickhouse.flush(),
@@ -134,6 +136,7 @@ export async function startService(config: Config, hooks: { onWindow?: WindowSta
     name: 'rules',
     groupId: groups.rules,
     topic: t.verdicts,
+    sessionTimeoutMs: config.input.session_timeout_ms,
     transactionalIdPrefix: `${groups.rules}`,
     createTask: () => RuleTask.create(ruleCtx),
     beforeCommit: async () => {

@@ -36,6 +36,8 @@ export interface StageSettings {
   /** Prefix of the per-partition transactional ids: `<prefix>-<partition>`. */
   transactionalIdPrefix: string;
   maxBytesPerPartition?: number;
+  /** Group session timeout, ms. Default 30 000. */
+  sessionTimeoutMs?: number;
   /** Builds (and restores) the task of a partition from its committed point. */
   createTask(partition: number, committed: CommittedPoint): Promise<StageTask>;
   /** Makes every side effect outside Kafka durable (ClickHouse, dead letters) before offsets commit. */
@@ -125,6 +127,9 @@ export class TransactionalStage {
     const consumer = this.kafka.consumer({
       groupId,
       maxBytesPerPartition: this.settings.maxBytesPerPartition ?? 10 * 1024 * 1024,
+      sessionTimeout: this.settings.sessionTimeoutMs ?? 30_000,
+      // kafkajs' default, a tenth of its default session timeout; kept at most a third of ours.
+      heartbeatInterval: Math.min(3_000, Math.floor((this.settings.sessionTimeoutMs ?? 30_000) / 3)),
       allowAutoTopicCreation: false,
       readUncommitted: false,
     });

@@ -149,7 +149,7 @@ export async function startClickHouse(options: {
     mkdirSync(join(paths.dir, sub), { recursive: true });
   }
   writeFileSync(paths.config, configXml(paths, ports));
-  writeFileSync(paths.users, USERS_XML);
+  writeFileSync(paths.users, usersXml());
 
   say(`clickhouse: starting server on ${url}`);
   const child = spawnDetached(server.command, [...server.args, `--config-file=${paths.config}`], {
@@ -224,8 +224,14 @@ function configXml(paths: ClickHousePaths, ports: LocalPorts): string {
 `;
 }
 
-const USERS_XML = `<?xml version="1.0"?>
-<!-- Written by burstwatch infra. One passwordless user, reachable from loopback only. -->
+/**
+ * users.xml of a ClickHouse 18.16 server with one user reachable from loopback only.
+ * `password` is the XML element that sets its password (`<password></password>` for none,
+ * `<password_sha256_hex>…</password_sha256_hex>` for a hashed one).
+ */
+export function usersXml(user = 'default', password = '<password></password>'): string {
+  return `<?xml version="1.0"?>
+<!-- Written by burstwatch. One user, reachable from loopback only. -->
 <yandex>
   <profiles>
     <default>
@@ -233,15 +239,15 @@ const USERS_XML = `<?xml version="1.0"?>
     </default>
   </profiles>
   <users>
-    <default>
-      <password></password>
+    <${user}>
+      ${password}
       <networks>
         <ip>127.0.0.1</ip>
         <ip>::1</ip>
       </networks>
       <profile>default</profile>
       <quota>default</quota>
-    </default>
+    </${user}>
   </users>
   <quotas>
     <default>
@@ -257,3 +263,4 @@ const USERS_XML = `<?xml version="1.0"?>
   </quotas>
 </yandex>
 `;
+}

@@ -418,6 +418,18 @@ export function serviceAcls(n: ServiceNames): AclRule[] {
   ];
 }
 
+/**
+ * `rules` less the one rule on `resourceType` `resourceName` for `operation`: the ACL set of a
+ * leave-one-out case. Throws unless exactly one rule matches, so that a renamed resource cannot
+ * turn the case into a run with every ACL.
+ */
+export function withoutAcl(rules: readonly AclRule[], drop: Pick<AclRule, 'resourceType' | 'resourceName' | 'operation'>): AclRule[] {
+  const match = (r: AclRule): boolean => r.resourceType === drop.resourceType && r.resourceName === drop.resourceName && r.operation === drop.operation;
+  const matches = rules.filter(match).length;
+  if (matches !== 1) throw new Error(`withoutAcl: ${matches} rules match ${drop.operation} on ${drop.resourceType} ${drop.resourceName}, expected 1`);
+  return rules.filter((r) => !match(r));
+}
+
 /** ACLs of an edge node following `edgeRulesTopic` with the SDK's `client_id` (edge/subscriber.ts). */
 export function edgeAcls(edgeRulesTopic: string, clientId: string): AclRule[] {
   return [

@@ -15,15 +15,27 @@ import {
   KAFKA_SUPER_USER,
   makeCertificates,
   producerAcls,
+  RESTORE_GROUP_PREFIX,
   runServiceChild,
   serviceAcls,
   startSecureClickHouse,
   startSecureKafka,
+  withoutAcl,
   type Certificates,
   type ChildRun,
   type SecureClickHouse,
   type SecureKafka,
+  type ServiceNames,
 } from './secure-services.js';
+
+/** Who the service runs as and on which names: the main deployment, or a leave-one-out case. */
+interface Deployment {
+  /** The SASL user, so the ACL principal. */
+  user: string;
+  /** The ClickHouse database (the main one's rows are counted, a case's are not). */
+  database: string;
+  names: ServiceNames;
+}
 
 /**
  * docs/security.md on real services: a private Kafka with only a SASL_SSL listener (SCRAM-SHA-512)
@@ -32,12 +44,28 @@ import {
  * ACLs the document lists, twice (the first run creates the topics, the restart checks them and
  * restores the changelogs); log producers and an edge node run with theirs. Wrong passwords stop
  * the service at start with an error naming authentication, and no secret appears in anything
- * the service wrote.
+ * the service wrote. With one documented ACL left out (WRITE on the internal topics or on the
+ * dead-letter topic, READ on the input topic), the service stops with an error saying so instead
+ * of retrying or waiting for ever; without READ on the restore groups it still retries (a todo).
  */
 describe('security: SASL_SSL Kafka with ACLs, HTTPS ClickHouse with a password, no secret logged', () => {
   const dir = mkdtempSync(join(tmpdir(), 'bw-it-security-'));
   const secret = (who: string): string => `${who}-${randomBytes(12).toString('hex')}`;
-  const passwords = { [KAFKA_SUPER_USER]: secret('admin'), burstwatch: secret('kafka'), producer: secret('producer'), edge: secret('edge') };
+  // Leave-one-out cases: each runs as a user of its own, on names of its own that share no
+  // prefix with anyone else's, with the §7.1 ACLs for those names less one entry. So no grant
+  // made for another case (or for the main deployment) can stand in for the missing one.
+  // Stage 1 of each case reads all of `request-logs` through a group of its own, except the
+  // restore case, which needs a restart and so reads a small topic of its own.
+  const leaveOneOut = {
+    internalWrite: { user: 'lo-internal-write', database: 'bw_lo_nowrite', names: { inputTopic: 'request-logs', groupId: 'nowrite', deadLetterTopic: 'dlq-nowrite', edgeRulesTopic: 'rules-nowrite' } },
+    deadLetterWrite: { user: 'lo-dlq-write', database: 'bw_lo_nodlq', names: { inputTopic: 'request-logs', groupId: 'nodlq', deadLetterTopic: 'dlq-nodlq', edgeRulesTopic: 'rules-nodlq' } },
+    inputRead: { user: 'lo-input-read', database: 'bw_lo_noinput', names: { inputTopic: 'request-logs', groupId: 'noinput', deadLetterTopic: 'dlq-noinput', edgeRulesTopic: 'rules-noinput' } },
+    restoreRead: { user: 'lo-restore-read', database: 'bw_lo_norestore', names: { inputTopic: 'logs-norestore', groupId: 'norestore', deadLetterTopic: 'dlq-norestore', edgeRulesTopic: 'rules-norestore' } },
+  } satisfies Record<string, Deployment>;
+  const passwords: Record<typeof KAFKA_SUPER_USER | 'burstwatch' | 'producer' | 'edge', string> & Record<string, string> = {
+    [KAFKA_SUPER_USER]: secret('admin'), burstwatch: secret('kafka'), producer: secret('producer'), edge: secret('edge'),
+    ...Object.fromEntries(Object.values(leaveOneOut).map((d) => [d.user, secret(d.user)])),
+  };
   const clickhousePassword = secret('clickhouse');
   const wrong = { kafka: secret('wrong-kafka'), clickhouse: secret('wrong-clickhouse') };
   const file = (name: string, content: string): string => {
@@ -51,9 +79,12 @@ describe('security: SASL_SSL Kafka with ACLs, HTTPS ClickHouse with a password, 
     wrongKafka: file('wrong-kafka-password', wrong.kafka),
     wrongClickhouse: file('wrong-clickhouse-password', wrong.clickhouse),
   };
+  /** The password files of a leave-one-out case's user (the ClickHouse one is the service's). */
+  const caseFiles = (d: Deployment): { kafka: string; clickhouse: string } => ({ kafka: file(`kafka-password-${d.user}`, passwords[d.user] as string), clickhouse: files.clickhouse });
   // Names that share no prefix, so that each ACL is tested on its own.
   const names = { inputTopic: 'request-logs', groupId: 'anomaly', deadLetterTopic: 'request-logs-dlq', edgeRulesTopic: 'edge-rules' };
   const database = 'bw_security';
+  const main: Deployment = { user: 'burstwatch', database, names };
   const logs = traffic();
   const encode = (part: typeof logs): { key: string; value: Buffer }[] => part.map((l) => ({ key: l.client_ip, value: encodeSingleObject(requestLogType, l) }));
   // The first run reads 7 minutes (the burst included) and one undecodable record; the restart reads the last minute.
@@ -71,12 +102,12 @@ describe('security: SASL_SSL Kafka with ACLs, HTTPS ClickHouse with a password, 
     return run;
   };
 
-  const config = (passwordFiles: { kafka: string; clickhouse: string }): unknown => ({
-    kafka: { brokers: kafka?.brokers, ssl: { ca_file: certs.caFile }, sasl: { mechanism: 'scram-sha-512', username: 'burstwatch', password_file: passwordFiles.kafka } },
-    input: { topic: names.inputTopic, group_id: names.groupId, encodings: ['single_object'] },
-    dead_letter: { topic: names.deadLetterTopic },
-    edge_rules: { topic: names.edgeRulesTopic },
-    clickhouse: { url: clickhouse?.url, username: 'burstwatch', password_file: passwordFiles.clickhouse, tls: { ca_file: certs.caFile }, database },
+  const config = (passwordFiles: { kafka: string; clickhouse: string }, d: Deployment = main): unknown => ({
+    kafka: { brokers: kafka?.brokers, ssl: { ca_file: certs.caFile }, sasl: { mechanism: 'scram-sha-512', username: d.user, password_file: passwordFiles.kafka } },
+    input: { topic: d.names.inputTopic, group_id: d.names.groupId, encodings: ['single_object'] },
+    dead_letter: { topic: d.names.deadLetterTopic },
+    edge_rules: { topic: d.names.edgeRulesTopic },
+    clickhouse: { url: clickhouse?.url, username: 'burstwatch', password_file: passwordFiles.clickhouse, tls: { ca_file: certs.caFile }, database: d.database },
     windows: { idle_partition_ms: 2_000, idle_flush_ms: 2_000 },
     // As in rules.test.ts: the burst of traffic() gets a rule.
     scorer: { robust_deviation: { history: 30, warmup: 12, noise_floor: 'poisson' } },
@@ -84,11 +115,13 @@ describe('security: SASL_SSL Kafka with ACLs, HTTPS ClickHouse with a password, 
     metrics: { port: 0 },
   });
 
-  const produce = async (messages: { key: string; value: Buffer }[]): Promise<void> => {
-    const producer = (kafka as SecureKafka).client('producer', passwords.producer).producer({ idempotent: true, maxInFlightRequests: 1 });
+  /** Writes `messages` to `topic` as the log producer (the main input topic) or, elsewhere, as the super user. */
+  const produce = async (messages: { key: string; value: Buffer }[], topic = names.inputTopic): Promise<void> => {
+    const client = topic === names.inputTopic ? (kafka as SecureKafka).client('producer', passwords.producer) : (kafka as SecureKafka).admin();
+    const producer = client.producer({ idempotent: true, maxInFlightRequests: 1 });
     await producer.connect();
     try {
-      for (let i = 0; i < messages.length; i += 1000) await producer.send({ topic: names.inputTopic, acks: -1, messages: messages.slice(i, i + 1000) });
+      for (let i = 0; i < messages.length; i += 1000) await producer.send({ topic, acks: -1, messages: messages.slice(i, i + 1000) });
     } finally {
       await producer.disconnect();
     }
@@ -111,6 +144,19 @@ describe('security: SASL_SSL Kafka with ACLs, HTTPS ClickHouse with a password, 
       await grantAcls(admin, 'burstwatch', serviceAcls(names));
       await grantAcls(admin, 'producer', producerAcls(names.inputTopic));
       await grantAcls(admin, 'edge', edgeAcls(names.edgeRulesTopic, 'edge-pop'));
+      const lo = leaveOneOut;
+      await grantAcls(admin, lo.internalWrite.user, withoutAcl(serviceAcls(lo.internalWrite.names), { resourceType: 'TOPIC', resourceName: `${lo.internalWrite.names.groupId}-`, operation: 'WRITE' }));
+      await grantAcls(admin, lo.deadLetterWrite.user, withoutAcl(serviceAcls(lo.deadLetterWrite.names), { resourceType: 'TOPIC', resourceName: lo.deadLetterWrite.names.deadLetterTopic, operation: 'WRITE' }));
+      await grantAcls(admin, lo.inputRead.user, withoutAcl(serviceAcls(lo.inputRead.names), { resourceType: 'TOPIC', resourceName: lo.inputRead.names.inputTopic, operation: 'READ' }));
+      await grantAcls(admin, lo.restoreRead.user, withoutAcl(serviceAcls(lo.restoreRead.names), { resourceType: 'GROUP', resourceName: RESTORE_GROUP_PREFIX, operation: 'READ' }));
+      await admin.createTopics({
+        waitForLeaders: true,
+        topics: [
+          { topic: lo.restoreRead.names.inputTopic, numPartitions: 3, replicationFactor: 1 },
+          // "Once it exists": created as a first start would have, by someone allowed to.
+          { topic: lo.deadLetterWrite.names.deadLetterTopic, numPartitions: 1, replicationFactor: 1, configEntries: [{ name: 'cleanup.policy', value: 'delete' }] },
+        ],
+      });
     } finally {
       await admin.disconnect();
     }
@@ -254,6 +300,56 @@ describe('security: SASL_SSL Kafka with ACLs, HTTPS ClickHouse with a password, 
       await service.disconnect();
     }
   });
+
+  // Leave-one-out: short of one ACL, the service must stop and say why, not retry or wait for
+  // ever. A child stops at the first fatal error, or after settleMs (timeoutMs − 30 s) with none.
+
+  it('without WRITE on the internal topics (prefix `<group_id>-`), stage 1 stops with a fatal authorization error', async () => {
+    const d = leaveOneOut.internalWrite;
+    const run = await runService({ dir, name: 'lo-internal-write', config: config(caseFiles(d), d), messages: first.length + second.length, timeoutMs: 90_000 });
+    const r = report(run);
+    expect(r.started, JSON.stringify(r.error)).toBe(true);
+    expect(r.fatal, 'no fatal error within 60 s').not.toBeNull();
+    expect(r.fatal?.message).toMatch(/^panes: transaction for partition \d+ failed: Not authorized to access topics/);
+    expect(r.fatal?.causes).toEqual([expect.stringMatching(/^KafkaJSProtocolError: Not authorized to access topics/)]);
+    expect(run.stderr).toContain('batch failed with an error retrying cannot fix; stopping the stage');
+    expect(r.stats?.windowsClosed).toBe(0);
+  }, 120_000);
+
+  it('without WRITE on the dead-letter topic, which exists, the service stops at start with an authorization error', async () => {
+    const d = leaveOneOut.deadLetterWrite;
+    const run = await runService({ dir, name: 'lo-dlq-write', config: config(caseFiles(d), d), messages: first.length + second.length, timeoutMs: 90_000 });
+    const r = report(run);
+    // Without WRITE, no DESCRIBE: the topic is hidden, creating it answers "already exists", and
+    // the wait for a new topic's partitions (ensureTopic) ends after 30 s with the refusal.
+    expect(r.started).toBe(false);
+    expect(r.error).toMatchObject({ type: 'TOPIC_AUTHORIZATION_FAILED', message: expect.stringMatching(/^Not authorized to access topics/) });
+    expect(r.ms).toBeLessThan(60_000);
+  }, 120_000);
+
+  it('without READ on the input topic, startService rejects at once, naming the topic and the grant', async () => {
+    const d = leaveOneOut.inputRead;
+    const run = await runService({ dir, name: 'lo-input-read', config: config(caseFiles(d), d), messages: 1, timeoutMs: 60_000 });
+    const r = report(run);
+    expect(r.started).toBe(false);
+    expect(r.error?.message).toBe("input topic request-logs: not authorized to read it; grant READ on it to this service's principal (docs/security.md)");
+    expect(r.error?.causes).toEqual([expect.stringMatching(/^KafkaJSProtocolError: Not authorized to access topics/)]);
+    expect(run.stderr).not.toContain('input topic does not exist yet');
+    expect(r.ms).toBeLessThan(30_000);
+  }, 90_000);
+
+  // Not yet: the restart retries for ever. Observed with leaveOneOut.restoreRead (set up above:
+  // a first run settles, 110 verdicts; a restart on one more minute of input): in 60 s no fatal
+  // error, no window closed, 35 restore groups tried, up to attempt 6 per stage-2 partition:
+  //   {"kafkajs":"Connection","error":"Not authorized to access group: Group authorization failed","msg":"Response GroupCoordinator(key: 10, version: 2)"}
+  //   {"kafkajs":"Consumer","groupId":"burstwatch-restore-97e7e8c5-…","msg":"Crash: KafkaJSGroupCoordinatorNotFound: Failed to find group coordinator"}
+  //   {"stage":"windows","partition":2,"attempt":1,"retriable":true,"err":"Failed to find group coordinator","msg":"batch failed; restarting the partition from its checkpoint"}
+  // readChangelogPartition now rejects, but with KafkaJSGroupCoordinatorNotFound (retriable
+  // false, no type, no cause: kafkajs' BrokerPool.withBroker swallows the GROUP_AUTHORIZATION_FAILED
+  // of FindCoordinator, tulios/kafkajs#1654), which isRetriableStageError retries as a KafkaJS*
+  // error. TransactionalStage.recover then seeks back, the next batch builds the task again
+  // (WindowTask.create) and a new restore group fails the same way, with back-off up to 10 s.
+  it.todo('without READ on the restore groups (`burstwatch-restore-`), a restart stops with a fatal authorization error');
 
   it('never logs a secret: no password, nor its Basic-auth form, in anything the service processes wrote', () => {
     expect(everyRun.length).toBeGreaterThanOrEqual(4);

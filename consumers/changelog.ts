@@ -1,6 +1,26 @@
 import { randomUUID } from 'node:crypto';
 import type { Kafka } from 'kafkajs';
+import { BurstwatchError } from '../errors.js';
 import { logger } from '../logger.js';
+
+/**
+ * A changelog restore failed: its throwaway group's consumer crashed. Retriable (the
+ * coordinator may be moving), but kafkajs reports a missing READ on the `burstwatch-restore-`
+ * groups as a mere "Failed to find group coordinator" (tulios/kafkajs#1654), so the stage gives
+ * up after a few in a row while its own group works ({@link RESTORE_ATTEMPTS}).
+ */
+export class RestoreError extends BurstwatchError {
+  constructor(topic: string, partition: number, groupId: string, cause: unknown) {
+    super(
+      `restore of ${topic} partition ${partition} through group ${groupId} failed: ${(cause as Error)?.message ?? String(cause)}` +
+        ' (if this repeats, grant the service READ on the groups prefixed burstwatch-restore-; docs/security.md)',
+      { retriable: true, cause },
+    );
+  }
+}
+
+/** Restores that may fail in a row, while the stage's own group works, before the stage stops. */
+export const RESTORE_ATTEMPTS = 5;
 
 /**
  * Reads one partition of a compacted changelog topic from the beginning to its high
@@ -35,7 +55,7 @@ export async function readChangelogPartition(kafka: Kafka, topic: string, partit
   // A consumer that crashes for good (no READ on the restore group, say) fails the restore
   // instead of leaving it waiting for ever; the stage then retries or stops on the error.
   consumer.on(consumer.events.CRASH, (e) => {
-    if (!e.payload.restart) fail(e.payload.error);
+    if (!e.payload.restart) fail(new RestoreError(topic, partition, groupId, e.payload.error));
   });
   const reached = (lastOffset: string | number | null | undefined): void => {
     if (lastOffset !== null && lastOffset !== undefined && Number(lastOffset) >= high - 1) finish();

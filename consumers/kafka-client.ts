@@ -86,7 +86,7 @@ export async function ensureTopic(admin: Admin, spec: TopicSpec): Promise<void> 
   const existing = await admin.listTopics();
   if (!existing.includes(spec.topic)) {
     try {
-      await admin.createTopics({
+      const created = await admin.createTopics({
         waitForLeaders: true,
         topics: [
           {
@@ -97,7 +97,7 @@ export async function ensureTopic(admin: Admin, spec: TopicSpec): Promise<void> 
           },
         ],
       });
-      logger.info({ topic: spec.topic, configs: spec.configs }, 'topic created');
+      if (created) logger.info({ topic: spec.topic, configs: spec.configs }, 'topic created');
     } catch (err) {
       // Another member may have created it at the same moment.
       if (!(err as { type?: string }).type?.includes('TOPIC_ALREADY_EXISTS')) throw err;
@@ -130,6 +130,10 @@ async function untilServed(admin: Admin, topic: string): Promise<void> {
       await admin.fetchTopicOffsets(topic);
       return;
     } catch (err) {
+      if ((err as { type?: string }).type === 'TOPIC_AUTHORIZATION_FAILED') {
+        // Also what a topic that exists but is hidden from us looks like: createTopics said "already exists".
+        throw new BurstwatchError(`topic ${topic}: not authorized; grant this service's principal the ACLs docs/security.md lists for it`, { cause: err });
+      }
       if (Date.now() > until) throw err;
       await new Promise((r) => setTimeout(r, 200));
     }

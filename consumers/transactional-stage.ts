@@ -1,6 +1,7 @@
 import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, Producer } from 'kafkajs';
 import { BurstwatchError } from '../errors.js';
 import { logger } from '../logger.js';
+import { RESTORE_ATTEMPTS, RestoreError } from './changelog.js';
 import { recordChunks } from './kafka-client.js';
 
 /** Messages a task wants written in the same transaction as its input offset. */
@@ -321,7 +322,8 @@ export class TransactionalStage {
     this.producers.delete(partition);
     await producer?.disconnect().catch(() => undefined);
     if (this.stopping) return; // nothing committed: the batch is read again after the restart
-    const retriable = isRetriableStageError(err);
+    // A restore failing again and again while this stage's own group works is not an outage.
+    const retriable = isRetriableStageError(err) && !(err instanceof RestoreError && n >= RESTORE_ATTEMPTS);
     this.stats.retries++;
     logger.warn(
       { stage: this.settings.name, partition, attempt: n, retriable, err: (err as Error).message },
@@ -399,7 +401,10 @@ export class TransactionalStage {
       if (point.offset >= 0) this.committedPoints.set(partition, point);
     } catch (err) {
       await txn.abort().catch(() => undefined);
-      throw new BurstwatchError(`${this.settings.name}: transaction for partition ${partition} failed: ${(err as Error).message}`, { cause: err, retriable: true });
+      throw new BurstwatchError(`${this.settings.name}: transaction for partition ${partition} failed: ${(err as Error).message}`, {
+        cause: err,
+        retriable: isRetriableStageError(err),
+      });
     }
   }
 

@@ -23,6 +23,7 @@ import {
   type Admin,
   type KafkaConfig,
 } from 'kafkajs';
+import { usersXml } from '../../infra/clickhouse.js';
 import { kafkaPaths } from '../../infra/kafka.js';
 import { run, spawnDetached, stopProcess, waitReady, watchExit } from '../../infra/processes.js';
 
@@ -297,42 +298,7 @@ export async function startSecureClickHouse(options: { dir: string; certs: Certi
 `,
     { mode: 0o600 },
   );
-  writeFileSync(
-    join(dir, 'users.xml'),
-    `<?xml version="1.0"?>
-<yandex>
-  <profiles>
-    <default>
-      <max_memory_usage>4000000000</max_memory_usage>
-    </default>
-  </profiles>
-  <users>
-    <${username}>
-      <password_sha256_hex>${hash}</password_sha256_hex>
-      <networks>
-        <ip>127.0.0.1</ip>
-        <ip>::1</ip>
-      </networks>
-      <profile>default</profile>
-      <quota>default</quota>
-    </${username}>
-  </users>
-  <quotas>
-    <default>
-      <interval>
-        <duration>3600</duration>
-        <queries>0</queries>
-        <errors>0</errors>
-        <result_rows>0</result_rows>
-        <read_rows>0</read_rows>
-        <execution_time>0</execution_time>
-      </interval>
-    </default>
-  </quotas>
-</yandex>
-`,
-    { mode: 0o600 },
-  );
+  writeFileSync(join(dir, 'users.xml'), usersXml(username, `<password_sha256_hex>${hash}</password_sha256_hex>`), { mode: 0o600 });
   const child = spawnDetached('/usr/sbin/clickhouse-server', [`--config-file=${config}`], { cwd: dir, logFile: consoleLog });
   const exited = watchExit(child);
   if (child.pid === undefined) throw new Error(`could not start clickhouse-server; see ${consoleLog}`);

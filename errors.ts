@@ -90,13 +90,18 @@ export async function withRetry<T>(
       return await fn(attempt);
     } catch (err) {
       if (attempt >= retries || !isRetriable(err) || options.signal?.aborted) throw err;
-      const delay = Math.floor(random() * Math.min(max, initial * 2 ** attempt));
+      const delay = backoffDelay(attempt, initial, max, random);
       options.onRetry?.(err, attempt + 1, delay);
       await abortableSleep(delay, options.signal);
       // Aborted while waiting: give up with the error that made it wait.
       if (options.signal?.aborted) throw err;
     }
   }
+}
+
+/** Full-jitter exponential backoff: a uniform wait in [0, min(max, initial · 2^attempt)), ms. */
+export function backoffDelay(attempt: number, initialMs: number, maxMs: number, random: () => number = Math.random): number {
+  return Math.floor(random() * Math.min(maxMs, initialMs * 2 ** attempt));
 }
 
 /** Resolves after `ms`, or as soon as `signal` aborts. */

@@ -113,19 +113,17 @@ export function createMetrics(service: Service): Registry {
       this.reset();
       this.inc({ sink: 'clickhouse' }, clickhouse.stats.retries);
       this.inc({ sink: 'edge_rules' }, edgeRules.writer.retries);
-      this.inc({ sink: 'dead_letter' }, deadLetter.writer.retries);
     },
   });
   const batchSeconds = new Histogram({
     name: 'burstwatch_sink_batch_seconds',
-    help: 'Duration of each successful sink batch (a ClickHouse insert, an acknowledged Kafka send), by sink and table or topic.',
+    help: 'Duration of each successful sink batch (a ClickHouse insert, an acknowledged send to the edge-rule topic), by sink and table or topic.',
     labelNames: ['sink', 'table'],
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [registry],
   });
   clickhouse.onBatch = (table, _rows, seconds) => batchSeconds.observe({ sink: 'clickhouse', table }, seconds);
   edgeRules.writer.onBatch = (_n, seconds) => batchSeconds.observe({ sink: 'edge_rules', table: edgeRules.writer.spec.topic }, seconds);
-  deadLetter.writer.onBatch = (_n, seconds) => batchSeconds.observe({ sink: 'dead_letter', table: deadLetter.writer.spec.topic }, seconds);
   const scoring = new Histogram({
     name: 'burstwatch_detector_seconds',
     help: "Time to score one closed window of a stage-2 partition: every entity's detectors and the population forest (waiting for its fit included).",

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { loadConfig } from '../config.js';
+import { errorMessage } from '../errors.js';
 import { logger } from '../logger.js';
 import { collect } from './replay.js';
 import { startService, type Service } from './service.js';
@@ -79,7 +80,7 @@ export function runCommand(): Command {
         const err = service.fatal();
         if (!err) return;
         clearInterval(watch);
-        logger.fatal({ err: (err as Error).message ?? String(err) }, 'a stage failed for good; stopping and exiting 1');
+        logger.fatal({ err: errorMessage(err) }, 'a stage failed for good; stopping and exiting 1');
         const timer = setTimeout(() => process.exit(1), 10_000);
         timer.unref();
         void service.stop().finally(() => process.exit(1));

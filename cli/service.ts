@@ -9,7 +9,7 @@ import { TransactionalStage } from '../consumers/transactional-stage.js';
 import { WindowTask, windowStageStats, type WindowStageContext, type WindowStageStats } from '../consumers/window-stage.js';
 import { RuleTask, ruleStageStats, type RuleStageStats } from '../rules/rule-stage.js';
 import type { Kafka } from 'kafkajs';
-import { BurstwatchError } from '../errors.js';
+import { BurstwatchError, errorMessage } from '../errors.js';
 import { logger } from '../logger.js';
 import { AllowlistFile } from '../rules/allowlist.js';
 import { createMetrics, serveMetrics } from '../metrics.js';
@@ -186,8 +186,6 @@ export async function startService(config: Config, hooks: { onWindow?: WindowSta
       await Promise.all([panes.stop(), windows.stop(), rules.stop()]);
       await clickhouse.close();
       await edgeRules.close();
-      await deadLetter.close();
-      await late?.close();
       await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
     })());
   service.stop = stopping;
@@ -199,7 +197,7 @@ export async function startService(config: Config, hooks: { onWindow?: WindowSta
       ...(clickhouse.healthy ? [] : ['clickhouse is failing; inserts are retried and consumption waits (see burstwatch_sink_healthy)']),
     ], () => {
       const err = service.fatal();
-      return err ? (err as Error).message ?? String(err) : null;
+      return err ? errorMessage(err) : null;
     });
     logger.info({ url: `http://${config.metrics.host}:${config.metrics.port}/metrics` }, 'metrics served');
   }

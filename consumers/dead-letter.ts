@@ -1,6 +1,6 @@
 import type { IHeaders, Kafka, Message } from 'kafkajs';
 import { z } from 'zod';
-import { TopicWriter } from './kafka-client.js';
+import { ensureTopic, topicMaxMessageBytes } from './kafka-client.js';
 
 /** Dead-letter topic settings. */
 export const deadLetterConfigSchema = z
@@ -54,32 +54,40 @@ export const DLQ_HEADERS = {
 const HEADROOM = 64 * 1024;
 
 /**
- * Writes undecodable messages to the dead-letter topic with their original bytes, key and
+ * Builds the dead-letter messages of undecodable records: their original bytes, key and
  * headers, plus the source topic/partition/offset and the reason (Kafka Connect's convention).
- * `flush` must resolve before the source offsets are committed.
+ * Stage 1 sends them in its own transaction, with the input offsets; this class creates the
+ * topic and knows how large a message it takes.
  */
 export class DeadLetterSink {
-  /** The underlying writer (metrics). */
-  readonly writer: TopicWriter;
   /** Dead letters written, by reason (a metric). */
   readonly counts = new Map<string, number>();
   /** Dead letters whose value was cut to fit the topic (a metric). */
   truncated = 0;
+  /** The topic's effective max.message.bytes, read at connect. */
+  private maxMessageBytes: number | undefined;
 
   constructor(
-    kafka: Kafka,
+    private readonly kafka: Kafka,
     readonly settings: DeadLetterSettings,
-  ) {
-    this.writer = new TopicWriter(kafka, {
-      topic: settings.topic,
-      partitions: settings.partitions,
-      replicationFactor: settings.replication_factor,
-      configs: { 'cleanup.policy': 'delete', 'retention.ms': String(settings.retention_ms), 'max.message.bytes': String(settings.max_message_bytes) },
-    });
-  }
+  ) {}
 
-  connect(): Promise<void> {
-    return this.writer.connect();
+  /** Creates the topic if missing (with `max_message_bytes`) and reads the limit it has. */
+  async connect(): Promise<void> {
+    const s = this.settings;
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      await ensureTopic(admin, {
+        topic: s.topic,
+        partitions: s.partitions,
+        replicationFactor: s.replication_factor,
+        configs: { 'cleanup.policy': 'delete', 'retention.ms': String(s.retention_ms), 'max.message.bytes': String(s.max_message_bytes) },
+      });
+      this.maxMessageBytes = await topicMaxMessageBytes(admin, s.topic);
+    } finally {
+      await admin.disconnect();
+    }
   }
 
   /** The topic dead letters go to. */
@@ -94,7 +102,7 @@ export class DeadLetterSink {
    * dead letter twice.
    */
   message(d: DeadLetter): Message {
-    const limit = (this.writer.maxMessageBytes ?? this.settings.max_message_bytes) - HEADROOM;
+    const limit = (this.maxMessageBytes ?? this.settings.max_message_bytes) - HEADROOM;
     let value = d.value;
     let cut: Record<string, string> = {};
     if (value !== null && value.length > limit) {
@@ -117,19 +125,5 @@ export class DeadLetterSink {
         [DLQ_HEADERS.timestamp]: d.timestamp,
       },
     };
-  }
-
-  /** Queues a dead letter (outside a transaction); it is sent by {@link flush}. */
-  add(d: DeadLetter): void {
-    this.writer.enqueue(this.message(d));
-  }
-
-  /** Sends everything queued and waits for the brokers to acknowledge it. */
-  flush(): Promise<void> {
-    return this.writer.flush();
-  }
-
-  close(): Promise<void> {
-    return this.writer.close();
   }
 }

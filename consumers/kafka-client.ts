@@ -243,10 +243,10 @@ export class TopicWriter {
       if (this.pending.length === 0) return;
       if (!this.producer) throw new BurstwatchError(`topic ${this.spec.topic} written before connect()`);
       const producer = this.producer;
-      let messages = this.pending;
+      const messages = this.pending;
       this.pending = [];
       const t0 = performance.now();
-      const total = messages.length;
+      let acked = 0;
       try {
         const limit = Math.min(CHUNK_BYTES * 8, this.maxMessageBytes ?? CHUNK_BYTES);
         for (const chunk of recordChunks(messages, limit)) {
@@ -256,13 +256,13 @@ export class TopicWriter {
             isRetriable: (err) => (err as { retriable?: boolean }).retriable === true,
             onRetry: () => this.retries++,
           });
-          messages = messages.slice(chunk.length);
+          acked += chunk.length;
           this.sent += chunk.length;
         }
-        this.onBatch?.(total, (performance.now() - t0) / 1000);
+        this.onBatch?.(messages.length, (performance.now() - t0) / 1000);
       } catch (err) {
         // What was not acknowledged goes back to the head of the queue.
-        this.pending = messages.concat(this.pending);
+        this.pending = messages.slice(acked).concat(this.pending);
         throw err;
       }
     };

@@ -1,5 +1,5 @@
 import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, Producer } from 'kafkajs';
-import { BurstwatchError } from '../errors.js';
+import { backoffDelay, BurstwatchError } from '../errors.js';
 import { logger } from '../logger.js';
 import { RESTORE_ATTEMPTS, RestoreError } from './changelog.js';
 import { recordChunks } from './kafka-client.js';
@@ -103,6 +103,15 @@ export class TransactionalStage {
     private readonly clock: () => number = Date.now,
   ) {}
 
+  private get sessionTimeoutMs(): number {
+    return this.settings.sessionTimeoutMs ?? 30_000;
+  }
+
+  /** Heartbeat period, between batches (kafkajs) and during a long one (ours): kafkajs' 3 s, at most a third of the session timeout. */
+  private get heartbeatMs(): number {
+    return Math.min(3_000, Math.floor(this.sessionTimeoutMs / 3));
+  }
+
   /** The stage's name (logs, metrics). */
   get name(): string {
     return this.settings.name;
@@ -128,11 +137,10 @@ export class TransactionalStage {
     const consumer = this.kafka.consumer({
       groupId,
       maxBytesPerPartition: this.settings.maxBytesPerPartition ?? 10 * 1024 * 1024,
-      sessionTimeout: this.settings.sessionTimeoutMs ?? 30_000,
+      sessionTimeout: this.sessionTimeoutMs,
       // An idle fetch returns after 1 s rather than kafkajs' 5 s: a stop waits for the fetch in flight.
       maxWaitTimeInMs: 1_000,
-      // kafkajs' default, a tenth of its default session timeout; kept at most a third of ours.
-      heartbeatInterval: Math.min(3_000, Math.floor((this.settings.sessionTimeoutMs ?? 30_000) / 3)),
+      heartbeatInterval: this.heartbeatMs,
       allowAutoTopicCreation: false,
       readUncommitted: false,
     });
@@ -191,7 +199,7 @@ export class TransactionalStage {
   private serial(fn: () => Promise<void>): Promise<void> {
     const busy = async (): Promise<void> => {
       this.busySince = this.clock();
-      const beat = setInterval(() => void this.heartbeat?.().catch(() => undefined), HEARTBEAT_WHILE_BUSY_MS);
+      const beat = setInterval(() => void this.heartbeat?.().catch(() => undefined), this.heartbeatMs);
       try {
         await fn();
       } finally {
@@ -343,7 +351,7 @@ export class TransactionalStage {
       }
       return;
     }
-    await new Promise((r) => setTimeout(r, Math.floor(Math.random() * Math.min(10_000, 200 * 2 ** Math.min(n, 16)))));
+    await new Promise((r) => setTimeout(r, backoffDelay(n, 200, 10_000)));
     const from = this.committedPoints.get(partition)?.offset ?? -1;
     try {
       if (from >= 0) this.consumer?.seek({ topic: this.settings.topic, partition, offset: String(from) });
@@ -472,9 +480,6 @@ export class TransactionalStage {
     this.consumer = null;
   }
 }
-
-/** How often a batch that is still running heartbeats the group, ms (kafkajs' default session timeout is 30 s). */
-const HEARTBEAT_WHILE_BUSY_MS = 3_000;
 
 /** Kafka error types retrying cannot fix, whatever kafkajs says. */
 const FATAL_KAFKA_TYPES = new Set([

@@ -278,8 +278,8 @@ export class ClickHouseSink implements PipelineSink {
   readonly client: ClickHouseClient;
   private readonly buffers: Record<keyof typeof TABLES, Record<string, unknown>[]> = { verdicts: [], window_aggregates: [], rule_events: [] };
   features: ServerFeatures | null = null;
-  /** Rows inserted per table, retries and failed attempts (metrics). */
-  readonly stats = { inserted: { verdicts: 0, window_aggregates: 0, rule_events: 0 }, retries: 0, failures: 0 };
+  /** Rows inserted per table, and retries (metrics). */
+  readonly stats = { inserted: { verdicts: 0, window_aggregates: 0, rule_events: 0 }, retries: 0 };
   /** Called after each insert attempt that succeeded, with its duration (metrics: batch latency). */
   onBatch: ((table: string, rows: number, seconds: number) => void) | null = null;
   /** Since when (epoch ms) operations have been failing; null while healthy. */
@@ -432,7 +432,6 @@ export class ClickHouseSink implements PipelineSink {
         try {
           return await fn();
         } catch (err) {
-          this.stats.failures++;
           this.failingSince ??= Date.now();
           const stopped = this.stopRetries.signal.aborted;
           throw new SinkError(`clickhouse ${what} failed${stopped ? ' while stopping' : ''}: ${(err as Error).message}`, {

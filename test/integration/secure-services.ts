@@ -25,7 +25,8 @@ import {
 } from 'kafkajs';
 import { usersXml } from '../../infra/clickhouse.js';
 import { kafkaPaths } from '../../infra/kafka.js';
-import { run, spawnDetached, stopProcess, waitReady, watchExit } from '../../infra/processes.js';
+import { aptInstall } from '../../infra/apt.js';
+import { run, spawnDetached, stopProcess, waitReady, watchExit, which } from '../../infra/processes.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -41,8 +42,9 @@ export interface Certificates {
   keystoreFile: string;
 }
 
-/** Makes the CA and the server certificate with `openssl` in `dir` (valid 2 days). */
+/** Makes the CA and the server certificate with `openssl` in `dir` (valid 2 days); installs openssl (apt) on a machine without it. */
 export async function makeCertificates(dir: string): Promise<Certificates> {
+  if (!which('openssl')) await aptInstall(['openssl']);
   mkdirSync(dir, { recursive: true });
   const f = (name: string): string => join(dir, name);
   await run('openssl', [

@@ -1,5 +1,5 @@
 import type { RequestLog } from '../schemas/index.js';
-import { DistinctCounter, SpaceSaving, hashString, type DistinctCounterJSON, type SpaceSavingJSON } from './sketches.js';
+import { DistinctCounter, SpaceSaving, hashString, type DistinctCounterJSON, type DistinctCounterWire, type SpaceSavingJSON, type SpaceSavingWire } from './sketches.js';
 
 /** The entity types of CONTRACTS §2. */
 export type EntityType = 'asn' | 'ja4' | 'asn_ja4';
@@ -131,7 +131,10 @@ export class EntityAggregate {
     this.paths.add(d.path);
     this.userAgents.add(d.userAgent);
     if (this.diversity) this.diversity.add(this.type === 'asn' ? d.ja4 : d.asnHash);
-    this.topPaths.add(shownPath(r.path), 1, d.path);
+    // A cut path is counted under the text kept, so two long paths that share it are one key
+    // (a summary holding the same key twice could not be decoded after the repartition topic).
+    const shown = shownPath(r.path);
+    this.topPaths.add(shown, 1, shown === r.path ? d.path : hashString(shown));
     this.topIps.add(r.client_ip, 1, d.ip);
     const s = r.status;
     if (s >= 200 && s < 300) this.status2xx++;
@@ -225,6 +228,42 @@ export class EntityAggregate {
     return a;
   }
 
+  /** The `EntityPartial` fields of schemas/pane-bundle.avsc (the repartition topic's binary form), without the entity. */
+  toWire(): EntityAggregateWire {
+    return {
+      counters: [this.requests, this.status2xx, this.status3xx, this.status4xx, this.status5xx, this.status401, this.status403, this.post,
+        this.staticAssets, this.bytes, this.challengeIssued, this.challengePassed, this.challengeFailed, this.http1, this.http2, this.http3],
+      ips: this.ips.toWire(),
+      paths: this.paths.toWire(),
+      user_agents: this.userAgents.toWire(),
+      diversity: this.diversity?.toWire() ?? null,
+      top_paths: this.topPaths.toWire(),
+      top_ips: this.topIps.toWire(),
+    };
+  }
+
+  /** Rebuilds an aggregate of `type` from {@link toWire}; throws a TypeError naming what is wrong. */
+  static fromWire(type: EntityType, w: EntityAggregateWire): EntityAggregate {
+    const counters = w.counters;
+    if (counters.length !== COUNTERS.length || !counters.every((c) => Number.isSafeInteger(c) && c >= 0)) {
+      throw new TypeError(`EntityAggregate: 'counters' must be ${COUNTERS.length} non-negative integers`);
+    }
+    const a = new EntityAggregate(type);
+    for (let i = 0; i < COUNTERS.length; i++) a[COUNTERS[i]!] = counters[i]!;
+    a.ips = DistinctCounter.fromWire(w.ips);
+    a.paths = DistinctCounter.fromWire(w.paths);
+    a.userAgents = DistinctCounter.fromWire(w.user_agents);
+    if (type === 'asn_ja4') {
+      if (w.diversity !== null) throw new TypeError("EntityAggregate: 'diversity' must be null for asn_ja4");
+    } else {
+      if (w.diversity === null) throw new TypeError(`EntityAggregate: 'diversity' must be set for ${type}`);
+      a.diversity = DistinctCounter.fromWire(w.diversity);
+    }
+    a.topPaths = SpaceSaving.fromWire(w.top_paths);
+    a.topIps = SpaceSaving.fromWire(w.top_ips);
+    return a;
+  }
+
   /** Approximate heap bytes (memory accounting). */
   byteSize(): number {
     return (
@@ -302,6 +341,18 @@ export interface EntityAggregateJSON {
   diversity: DistinctCounterJSON | null;
   top_paths: SpaceSavingJSON;
   top_ips: SpaceSavingJSON;
+}
+
+/** Binary form of an {@link EntityAggregate}: schemas/pane-bundle.avsc `EntityPartial` without its entity. */
+export interface EntityAggregateWire {
+  /** In the order of COUNTERS. */
+  counters: number[];
+  ips: DistinctCounterWire;
+  paths: DistinctCounterWire;
+  user_agents: DistinctCounterWire;
+  diversity: DistinctCounterWire | null;
+  top_paths: SpaceSavingWire;
+  top_ips: SpaceSavingWire;
 }
 
 /**

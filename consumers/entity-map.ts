@@ -115,8 +115,11 @@ export class BoundedEntityMap {
     return this.admit(entity, new EntityAggregate(this.type), weight);
   }
 
-  /** Merges a partial aggregate of `entity` (from another source partition) into this map. */
-  mergeIn(entity: string, agg: EntityAggregate): void {
+  /**
+   * Merges a partial aggregate of `entity` (from another source partition) into this map.
+   * `owned`: nothing else holds `agg` (freshly decoded), so it may be kept rather than copied.
+   */
+  mergeIn(entity: string, agg: EntityAggregate, owned = false): void {
     const slot = this.slots.get(entity);
     if (slot) {
       slot.agg.merge(agg);
@@ -124,7 +127,7 @@ export class BoundedEntityMap {
       if (!slot.protected) this.promote(entity, slot);
       return;
     }
-    this.admit(entity, agg.clone(), agg.requests);
+    this.admit(entity, owned ? agg : agg.clone(), agg.requests);
   }
 
   /** Whether the map has evicted anything (it was over its cap at some point). */

@@ -7,7 +7,7 @@ import { digestRecord } from './aggregates.js';
 import type { DeadLetterSink } from './dead-letter.js';
 import type { EvictionStats } from './entity-map.js';
 import { PaneBuilder } from './pane-builder.js';
-import { encodeRepartition, partialMessages, type RepartitionMessage } from './repartition.js';
+import { encodeProgress, paneMessages } from './repartition.js';
 import type { CommittedPoint, StageOutput, StageTask } from './transactional-stage.js';
 
 /** Checkpoint of a stage-1 partition, stored as the metadata of its committed offset. */
@@ -40,8 +40,10 @@ export interface PaneStageStats {
   late: number;
   /** Records re-read after a restart whose panes were already handed on. */
   replayed: number;
-  /** Partials handed to the repartition topic. */
+  /** Entity partials handed to the repartition topic. */
   partials: number;
+  /** Repartition messages that carried them (a bundle per pane and repartition partition, or more when large). */
+  bundles: number;
   /** Progress markers sent (one per repartition partition each time). */
   markers: number;
   evicted: EvictionStats;
@@ -63,7 +65,7 @@ export interface PaneStageContext {
 
 /** A fresh stage-1 counter set. */
 export function paneStageStats(): PaneStageStats {
-  return { messages: 0, decoded: 0, deadLettered: 0, late: 0, replayed: 0, partials: 0, markers: 0, evicted: { entities: 0, requests: 0 } };
+  return { messages: 0, decoded: 0, deadLettered: 0, late: 0, replayed: 0, partials: 0, bundles: 0, markers: 0, evicted: { entities: 0, requests: 0 } };
 }
 
 /**
@@ -174,23 +176,18 @@ export class PaneTask implements StageTask {
   }
 
   private handOver(out: StageOutput, all: boolean): void {
-    const { repartitionTopic, stats } = this.ctx;
-    const msgs = [];
+    const { repartitionTopic, repartitions, stats } = this.ctx;
     for (const pane of this.builder.seal(all)) {
-      for (const m of partialMessages(pane)) {
-        msgs.push(encodeRepartition(m));
-        stats.partials++;
-      }
+      for (const m of Object.values(pane.entities)) stats.partials += m.size;
+      const msgs = paneMessages(pane, repartitions);
+      stats.bundles += msgs.length;
+      out.send(repartitionTopic, msgs);
     }
-    out.send(repartitionTopic, msgs);
     this.sendProgress(out);
   }
 
   private sendProgress(out: StageOutput): void {
-    const marker: RepartitionMessage = {
-      kind: 'progress', source: this.partition, sealedThrough: this.builder.sealedThrough, idle: this.idle, sources: this.ctx.inputPartitions,
-    };
-    const wire = encodeRepartition(marker);
+    const wire = encodeProgress({ kind: 'progress', source: this.partition, sealedThrough: this.builder.sealedThrough, idle: this.idle, sources: this.ctx.inputPartitions });
     this.ctx.stats.markers += this.ctx.repartitions;
     out.send(
       this.ctx.repartitionTopic,

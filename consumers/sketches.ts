@@ -181,7 +181,7 @@ function ertlEstimate(regs: Uint8Array): number {
 }
 
 function malformed(what: string, message: string): never {
-  throw new TypeError(`${what}.fromJSON: ${message}`);
+  throw new TypeError(`${what}: ${message}`);
 }
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -398,57 +398,99 @@ export class DistinctCounter {
 
   /** Rebuilds a counter from {@link toJSON}; throws a TypeError naming what is wrong. */
   static fromJSON(v: unknown): DistinctCounter {
-    const W = 'DistinctCounter';
+    const W = 'DistinctCounter.fromJSON';
     if (typeof v !== 'object' || v === null || Array.isArray(v)) malformed(W, 'expected an object');
     const o = v as Record<string, unknown>;
     if (o.v !== 1) malformed(W, `unsupported version 'v': ${JSON.stringify(o.v)} (expected 1)`);
-    const c = new DistinctCounter();
     if (o.level === 'small') {
       const hs = o.hashes;
       if (!Array.isArray(hs)) malformed(W, "'hashes' must be an array for level 'small'");
-      if (hs.length > SMALL_MAX) malformed(W, `'hashes' has ${hs.length} items, at most ${SMALL_MAX} for level 'small'`);
-      const small: number[] = [];
-      for (let i = 0; i < hs.length; i++) {
-        const h: unknown = hs[i];
-        if (typeof h !== 'number' || !Number.isInteger(h) || h < 1 || h > 0xffffffff) {
-          malformed(W, `hashes[${i}] must be an integer in [1, 2^32 − 1]`);
-        }
-        const s = h | 0;
-        if (small.includes(s)) malformed(W, `hashes[${i}] repeats an earlier hash`);
-        small.push(s);
-      }
-      // slice() trims the backing store that push grew to 17 slots: restored tiny counters stay tiny.
-      if (small.length === 1) c.one = small[0]!;
-      else if (small.length > 1) c.small = small.slice();
-      return c;
+      return DistinctCounter.restoreSmall(W, hs.length, (i) => hs[i] as unknown);
     }
-    if (o.level === 'sparse') {
-      const buf = decodeBase64(W, 'hashes', o.hashes);
-      if (buf.length % 4 !== 0) malformed(W, "'hashes' must decode to whole uint32 values");
-      const n = buf.length / 4;
-      if (n > SPARSE_MAX) malformed(W, `'hashes' holds ${n} hashes, at most ${SPARSE_MAX} for level 'sparse'`);
-      const table = new Uint32Array(sparseCapacity(n));
-      for (let i = 0; i < n; i++) {
-        const h = buf.readUInt32LE(i * 4);
-        if (h === 0) malformed(W, `sparse hash ${i} is 0`);
-        if (!tableInsert(table, h)) malformed(W, `sparse hash ${i} repeats an earlier hash`);
-      }
-      c.table = table;
-      c.n = n;
-      return c;
-    }
-    if (o.level === 'dense') {
-      const buf = decodeBase64(W, 'registers', o.registers);
-      if (buf.length !== M) malformed(W, `'registers' must decode to ${M} bytes, got ${buf.length}`);
-      // Copy: a small Buffer may be a view into Node's shared pool.
-      const regs = new Uint8Array(M);
-      regs.set(buf);
-      for (let i = 0; i < M; i++) if (regs[i]! > MAX_RANK) malformed(W, `register ${i} is ${regs[i]}, at most ${MAX_RANK}`);
-      c.regs = regs;
-      return c;
-    }
+    if (o.level === 'sparse') return DistinctCounter.restoreSparse(W, decodeBase64(W, 'hashes', o.hashes));
+    if (o.level === 'dense') return DistinctCounter.restoreDense(W, decodeBase64(W, 'registers', o.registers));
     return malformed(W, `'level' must be 'small', 'sparse' or 'dense', got ${JSON.stringify(o.level)}`);
   }
+
+  /**
+   * Binary form (schemas/pane-bundle.avsc `DistinctCount`): the hashes as uint32 LE, or the
+   * registers. `data` may be a view of this counter's registers: encode it before changing the counter.
+   */
+  toWire(): DistinctCounterWire {
+    const regs = this.regs;
+    if (regs !== null) return { level: 'dense', data: Buffer.from(regs.buffer, regs.byteOffset, regs.byteLength) };
+    const n = this.table !== null ? this.n : this.small !== null ? this.small.length : this.one !== 0 ? 1 : 0;
+    const data = Buffer.allocUnsafe(n * 4);
+    let o = 0;
+    this.forEachHash((h) => {
+      data.writeUInt32LE(h, o);
+      o += 4;
+    });
+    return { level: this.table !== null ? 'sparse' : 'small', data };
+  }
+
+  /** Rebuilds a counter from {@link toWire}; throws a TypeError naming what is wrong. */
+  static fromWire(w: DistinctCounterWire): DistinctCounter {
+    const W = 'DistinctCounter.fromWire';
+    if (w.level === 'dense') return DistinctCounter.restoreDense(W, w.data);
+    if (w.level === 'sparse') return DistinctCounter.restoreSparse(W, w.data);
+    if (w.level !== 'small') malformed(W, `'level' must be 'small', 'sparse' or 'dense', got ${JSON.stringify(w.level)}`);
+    const data = w.data;
+    if (data.length % 4 !== 0) malformed(W, "'data' must hold whole uint32 values");
+    return DistinctCounter.restoreSmall(W, data.length / 4, (i) => data.readUInt32LE(i * 4));
+  }
+
+  private static restoreSmall(W: string, count: number, hashAt: (i: number) => unknown): DistinctCounter {
+    if (count > SMALL_MAX) malformed(W, `'hashes' has ${count} items, at most ${SMALL_MAX} for level 'small'`);
+    const c = new DistinctCounter();
+    const small: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const h = hashAt(i);
+      if (typeof h !== 'number' || !Number.isInteger(h) || h < 1 || h > 0xffffffff) {
+        malformed(W, `hashes[${i}] must be an integer in [1, 2^32 − 1]`);
+      }
+      const s = h | 0;
+      if (small.includes(s)) malformed(W, `hashes[${i}] repeats an earlier hash`);
+      small.push(s);
+    }
+    // slice() trims the backing store that push grew to 17 slots: restored tiny counters stay tiny.
+    if (small.length === 1) c.one = small[0]!;
+    else if (small.length > 1) c.small = small.slice();
+    return c;
+  }
+
+  private static restoreSparse(W: string, buf: Buffer): DistinctCounter {
+    if (buf.length % 4 !== 0) malformed(W, "'hashes' must decode to whole uint32 values");
+    const n = buf.length / 4;
+    if (n > SPARSE_MAX) malformed(W, `'hashes' holds ${n} hashes, at most ${SPARSE_MAX} for level 'sparse'`);
+    const table = new Uint32Array(sparseCapacity(n));
+    for (let i = 0; i < n; i++) {
+      const h = buf.readUInt32LE(i * 4);
+      if (h === 0) malformed(W, `sparse hash ${i} is 0`);
+      if (!tableInsert(table, h)) malformed(W, `sparse hash ${i} repeats an earlier hash`);
+    }
+    const c = new DistinctCounter();
+    c.table = table;
+    c.n = n;
+    return c;
+  }
+
+  private static restoreDense(W: string, buf: Buffer): DistinctCounter {
+    if (buf.length !== M) malformed(W, `'registers' must decode to ${M} bytes, got ${buf.length}`);
+    // Copy: a small Buffer may be a view into Node's shared pool (or into a whole message).
+    const regs = new Uint8Array(M);
+    regs.set(buf);
+    for (let i = 0; i < M; i++) if (regs[i]! > MAX_RANK) malformed(W, `register ${i} is ${regs[i]}, at most ${MAX_RANK}`);
+    const c = new DistinctCounter();
+    c.regs = regs;
+    return c;
+  }
+}
+
+/** Binary form of a {@link DistinctCounter} (schemas/pane-bundle.avsc `DistinctCount`). */
+export interface DistinctCounterWire {
+  level: 'small' | 'sparse' | 'dense';
+  data: Buffer;
 }
 
 /** One entry of {@link SpaceSaving.top}: `count − error ≤ true count ≤ count`. */
@@ -666,40 +708,71 @@ export class SpaceSaving {
 
   /** Rebuilds a summary from {@link toJSON}; throws a TypeError naming what is wrong. */
   static fromJSON(v: unknown): SpaceSaving {
-    const W = 'SpaceSaving';
+    const W = 'SpaceSaving.fromJSON';
     if (typeof v !== 'object' || v === null || Array.isArray(v)) malformed(W, 'expected an object');
     const o = v as Record<string, unknown>;
     if (o.v !== 1) malformed(W, `unsupported version 'v': ${JSON.stringify(o.v)} (expected 1)`);
-    const cap = o.capacity;
+    const entries = o.entries;
+    return SpaceSaving.restore(W, o.capacity, o.total, Array.isArray(entries) ? entries.length : -1, (i, j) => {
+      const e: unknown = (entries as unknown[])[i];
+      if (!Array.isArray(e) || e.length !== 3) malformed(W, `entries[${i}] must be [key, count, error]`);
+      return e[j] as unknown;
+    });
+  }
+
+  /** Binary form (schemas/pane-bundle.avsc `HeavyHitters`), entries in slot order; the service's summaries count requests, so counts are integers. */
+  toWire(): SpaceSavingWire {
+    const entries: SpaceSavingWire['entries'] = [];
+    const slots = this.slots;
+    if (slots !== null) for (let i = 0; i < slots.length; i += STRIDE) entries.push({ key: slots[i] as string, count: slots[i + 2] as number, error: slots[i + 3] as number });
+    return { capacity: this.capacity, total: this.sum, entries };
+  }
+
+  /** Rebuilds a summary from {@link toWire}; throws a TypeError naming what is wrong. */
+  static fromWire(w: SpaceSavingWire): SpaceSaving {
+    const entries = w.entries;
+    return SpaceSaving.restore('SpaceSaving.fromWire', w.capacity, w.total, entries.length, (i, j) => {
+      const e = entries[i]!;
+      return j === 0 ? e.key : j === 1 ? e.count : e.error;
+    });
+  }
+
+  /** Validates and rebuilds; `field(i, 0 | 1 | 2)` is entry i's key, count or error; `n` < 0: entries is not an array. */
+  private static restore(W: string, cap: unknown, total: unknown, n: number, field: (i: number, j: 0 | 1 | 2) => unknown): SpaceSaving {
     if (typeof cap !== 'number' || !Number.isInteger(cap) || cap < 1 || cap > MAX_CAPACITY) {
       malformed(W, `'capacity' must be an integer in [1, ${MAX_CAPACITY}]`);
     }
-    const total = o.total;
     if (typeof total !== 'number' || !Number.isFinite(total) || total < 0) malformed(W, "'total' must be a finite number ≥ 0");
-    const entries = o.entries;
-    if (!Array.isArray(entries)) malformed(W, "'entries' must be an array");
-    if (entries.length > cap) malformed(W, `'entries' has ${entries.length} items, more than capacity ${cap}`);
+    if (n < 0) malformed(W, "'entries' must be an array");
+    if (n > cap) malformed(W, `'entries' has ${n} items, more than capacity ${cap}`);
     const s = new SpaceSaving(cap);
     s.sum = total;
-    if (entries.length === 0) return s;
-    const seen = new Set<string>();
+    if (n === 0) return s;
     const slots: (string | number)[] = [];
-    for (let i = 0; i < entries.length; i++) {
-      const e: unknown = entries[i];
-      if (!Array.isArray(e) || e.length !== 3) malformed(W, `entries[${i}] must be [key, count, error]`);
-      const [key, count, error] = e as unknown[];
+    for (let i = 0; i < n; i++) {
+      const key = field(i, 0);
+      const count = field(i, 1);
+      const error = field(i, 2);
       if (typeof key !== 'string') malformed(W, `entries[${i}][0] (key) must be a string`);
-      if (seen.has(key)) malformed(W, `entries[${i}][0] repeats key ${JSON.stringify(key)}`);
       if (typeof count !== 'number' || !Number.isFinite(count) || count <= 0) malformed(W, `entries[${i}][1] (count) must be a finite number > 0`);
       if (typeof error !== 'number' || !Number.isFinite(error) || error < 0 || error > count) {
         malformed(W, `entries[${i}][2] (error) must be a number in [0, count]`);
       }
-      seen.add(key);
-      slots.push(key, hashString(key) | 0, count, error);
+      const hash = hashString(key) | 0;
+      // The hash is compared first, so a repeat scan costs little (n ≤ capacity).
+      for (let j = 0; j < slots.length; j += STRIDE) if (slots[j + 1] === hash && slots[j] === key) malformed(W, `entries[${i}][0] repeats key ${JSON.stringify(key)}`);
+      slots.push(key, hash, count, error);
     }
     s.slots = slots;
     return s;
   }
+}
+
+/** Binary form of a {@link SpaceSaving} (schemas/pane-bundle.avsc `HeavyHitters`). */
+export interface SpaceSavingWire {
+  capacity: number;
+  total: number;
+  entries: { key: string; count: number; error: number }[];
 }
 
 /** Smallest count of a slot array. */

@@ -281,9 +281,9 @@ export class WindowAssembler {
 
   /**
    * Takes one entity's partial of a sealed pane (from the repartition topic). Returns false if
-   * the pane was already complete (late).
+   * the pane was already complete (late). `owned`: nothing else holds `agg`, so it is kept, not copied.
    */
-  addEntityPartial(pane: number, source: number, entityType: EntityType, entity: string, agg: EntityAggregate): boolean {
+  addEntityPartial(pane: number, source: number, entityType: EntityType, entity: string, agg: EntityAggregate, owned = false): boolean {
     if (pane < this.completeBelow || pane < this.nextWindowStart) {
       if (entityType === 'asn') this.stats.lateRequests += agg.requests;
       return false;
@@ -292,7 +292,7 @@ export class WindowAssembler {
     if (!bySource) this.pending.set(pane, (bySource = new Map()));
     let maps = bySource.get(source);
     if (!maps) bySource.set(source, (maps = this.emptyMaps()));
-    maps[entityType].mergeIn(entity, agg);
+    maps[entityType].mergeIn(entity, agg, owned);
     return true;
   }
 

@@ -139,11 +139,20 @@ export class WindowTask implements StageTask {
         for (let p = 0; p < msg.sources; p++) this.assembler.registerSource(p);
         this.assembler.progress(msg.source, msg.sealedThrough, msg.idle);
       } else if (offset <= this.restoredThrough && msg.pane < this.restoredNext) {
-        stats.replayed++;
-      } else if (this.assembler.addEntityPartial(msg.pane, msg.source, msg.entityType, msg.entity, msg.agg)) {
-        stats.partials++;
-        const cur = this.paneOffsets.get(msg.pane);
-        if (cur === undefined || offset < cur) this.paneOffsets.set(msg.pane, offset);
+        stats.replayed += msg.partials.length;
+      } else {
+        let added = false;
+        for (const p of msg.partials) {
+          // Decoded here, held by nothing else: the assembler may keep it.
+          if (this.assembler.addEntityPartial(msg.pane, msg.source, p.entityType, p.entity, p.agg, true)) {
+            stats.partials++;
+            added = true;
+          }
+        }
+        if (added) {
+          const cur = this.paneOffsets.get(msg.pane);
+          if (cur === undefined || offset < cur) this.paneOffsets.set(msg.pane, offset);
+        }
       }
       this.through = Math.max(this.through, offset);
     }

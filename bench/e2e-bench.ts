@@ -1,9 +1,12 @@
 /**
  * The e2e section: the live service on the real local Kafka and ClickHouse, each figure a ratio
  * against a peer run made by this script on the same topic (same records, same partitions):
- * - throughput: `startService` in this process against a no-op kafkajs consumer (eachBatch
- *   counts, no decoding) on the same topic, fresh groups, rounds alternating; the time until
- *   stage 1 has read every record and until `service.settled(N)` (all stages, ClickHouse written);
+ * - throughput: `startService` in this process against two peer kafkajs consumers on the same
+ *   topic, fresh groups, the order rotating between rounds: a no-op consumer (eachBatch counts, no
+ *   decoding) and a decode-only consumer (eachBatch decodes every record with the service's own
+ *   decoder, as stage 1 does, and nothing else: the ceiling of any consumer that must decode the
+ *   Avro records); the time until stage 1 has read every record and until `service.settled(N)`
+ *   (all stages, ClickHouse written);
  * - scale-out: `burstwatch run` as one child process against two in one consumer group, done
  *   judged from outside (metrics, committed offsets, ClickHouse row counts that stop changing),
  *   and their outputs compared;
@@ -24,12 +27,13 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
-import { Kafka, logLevel, type Admin } from 'kafkajs';
+import { Kafka, logLevel, type Admin, type KafkaMessage } from 'kafkajs';
 import { median } from 'simple-statistics';
-import { startService } from '../cli/service.js';
+import { createDecoder, startService } from '../cli/service.js';
 import { DEFAULT_SCENARIOS, generateTraffic } from '../cli/traffic.js';
-import { parseConfig } from '../config.js';
+import { parseConfig, type Config } from '../config.js';
 import { internalTopics } from '../consumers/topology.js';
+import { DecodeError } from '../errors.js';
 import { localEndpoints } from '../infra/index.js';
 import { logger } from '../logger.js';
 import { encodeSingleObject } from '../schemas/codec.js';
@@ -134,7 +138,7 @@ async function rowsSoFar(ch: ClickHouseClient, db: string): Promise<string | nul
 }
 
 // ---------------------------------------------------------------------------------------
-// 1. Throughput: the service in this process against a no-op consumer
+// 1. Throughput: the service in this process against a no-op and a decode-only consumer
 
 /** One timed run, ms from its start. */
 interface Timing {
@@ -142,24 +146,45 @@ interface Timing {
   firstMs: number;
   /** Until all N were consumed (stage 1 of the service). */
   allMs: number;
-  /** Until everything went through all stages (the no-op consumer: = allMs). */
+  /** Until everything went through all stages (the peer consumers: = allMs). */
   settledMs: number;
 }
 
-async function noopRun(kafka: Kafka, topic: string, n: number, maxBytesPerPartition: number, timeoutMs: number): Promise<Timing> {
-  const consumer = kafka.consumer({ groupId: `bench-e2e-noop-${randomBytes(4).toString('hex')}`, maxBytesPerPartition, readUncommitted: false, allowAutoTopicCreation: false });
+/**
+ * A plain kafkajs consumer in a new group (`fromBeginning`, read_committed, `maxBytesPerPartition`,
+ * default auto-commit) whose eachBatch is the handler `make()` returns; timed from before `make()`
+ * and `connect()` until the handler has returned for N records. `kind` names it in group ids and errors.
+ */
+async function peerRun(
+  kind: string,
+  make: () => (messages: KafkaMessage[]) => Promise<void> | void,
+  o: { kafka: Kafka; topic: string; n: number; maxBytesPerPartition: number; timeoutMs: number },
+): Promise<Timing> {
+  const { kafka, topic, n, maxBytesPerPartition, timeoutMs } = o;
+  const consumer = kafka.consumer({ groupId: `bench-e2e-${kind}-${randomBytes(4).toString('hex')}`, maxBytesPerPartition, readUncommitted: false, allowAutoTopicCreation: false });
   let count = 0;
   let firstMs = NaN;
   let allMs = NaN;
   let done = (): void => undefined;
-  const all = new Promise<void>((resolve) => (done = resolve));
+  let fail = (_err: unknown): void => undefined;
+  const all = new Promise<void>((resolve, reject) => {
+    done = resolve;
+    fail = reject;
+  });
   const t0 = performance.now();
+  const onBatch = make();
   try {
     await consumer.connect();
     await consumer.subscribe({ topics: [topic], fromBeginning: true });
     await consumer.run({
       eachBatch: async ({ batch }) => {
         if (count === 0) firstMs = performance.now() - t0;
+        try {
+          await onBatch(batch.messages);
+        } catch (err) {
+          fail(err); // not retried: the run is void
+          return;
+        }
         count += batch.messages.length;
         if (count >= n && Number.isNaN(allMs)) {
           allMs = performance.now() - t0;
@@ -168,13 +193,62 @@ async function noopRun(kafka: Kafka, topic: string, n: number, maxBytesPerPartit
       },
     });
     const timer = sleep(timeoutMs).then(() => {
-      throw new Error(`e2e bench: the no-op consumer read ${count} of ${n} records in ${timeoutMs / 1000} s`);
+      throw new Error(`e2e bench: the ${kind} consumer read ${count} of ${n} records in ${timeoutMs / 1000} s`);
     });
     await Promise.race([all, timer]);
   } finally {
     await consumer.disconnect().catch(() => undefined);
   }
   return { firstMs, allMs, settledMs: allMs };
+}
+
+/** The three runs of each throughput round. */
+const KINDS = ['noop', 'decode', 'service'] as const;
+type Kind = (typeof KINDS)[number];
+const KIND_NAMES: Record<Kind, string> = { noop: 'no-op', decode: 'decode-only', service: 'service' };
+
+/** The no-op consumer: eachBatch only counts the batch's messages. */
+function noopRun(kafka: Kafka, topic: string, n: number, maxBytesPerPartition: number, timeoutMs: number): Promise<Timing> {
+  return peerRun('noop', () => () => undefined, { kafka, topic, n, maxBytesPerPartition, timeoutMs });
+}
+
+interface DecodeRun extends Timing {
+  /** Records decoded to a request log. */
+  decoded: number;
+  /** Records that threw DecodeError (stage 1 would dead-letter them); 0 expected. */
+  decodeErrors: number;
+}
+
+/**
+ * The decode-only consumer: the no-op consumer whose eachBatch decodes every record with the
+ * service's own decoder (`createDecoder` on the run's parsed config), as stage 1's
+ * `PaneTask.handle` does: `prepare` on the batch's values, then `decode` on each. Nothing else
+ * (no windows, no output, no timestamp check). The decoder is built inside the clock, as the
+ * service's is inside `startService`.
+ */
+async function decodeRun(kafka: Kafka, topic: string, config: Config, n: number, maxBytesPerPartition: number, timeoutMs: number): Promise<DecodeRun> {
+  let decoded = 0;
+  let decodeErrors = 0;
+  const timing = await peerRun(
+    'decode',
+    () => {
+      const decoder = createDecoder(config);
+      return async (messages) => {
+        await decoder.prepare(messages.map((m) => m.value));
+        for (const m of messages) {
+          try {
+            decoder.decode(m.value);
+            decoded++;
+          } catch (err) {
+            if (!(err instanceof DecodeError)) throw err;
+            decodeErrors++;
+          }
+        }
+      };
+    },
+    { kafka, topic, n, maxBytesPerPartition, timeoutMs },
+  );
+  return { ...timing, decoded, decodeErrors };
 }
 
 interface ServiceRun extends Timing {
@@ -467,17 +541,28 @@ export async function runE2eBench(): Promise<string> {
     progress(`${fmt(n)} records (${eventMin.toFixed(1)} min of event time, ${(input.bytes / 1e6).toFixed(0)} MB) generated in ${sec(genMs)} s, produced to ${topic} (${partitions} partitions) in ${sec(produceMs)} s`);
     const maxBytes = parseConfig({}).input.max_bytes_per_partition;
 
-    // 1. Throughput against the no-op consumer; the order alternates between rounds.
+    // 1. Throughput against the no-op and the decode-only consumers; the order rotates between
+    // rounds (round r + 1 is round r's order with its last run moved to the front).
     if (process.env.BURSTWATCH_LOG_LEVEL === undefined) logger.level = 'warn';
     const noop: Timing[] = [];
+    const decode: DecodeRun[] = [];
     const svc: ServiceRun[] = [];
     const svcOut: Output[] = [];
+    const orders: Kind[][] = [];
     for (let r = 0; r < rounds; r++) {
-      for (const which of r % 2 === 0 ? ['noop', 'service'] : ['service', 'noop']) {
+      const order = KINDS.map((_, i) => KINDS[(((i - r) % KINDS.length) + KINDS.length) % KINDS.length] as Kind);
+      orders.push(order);
+      for (const which of order) {
         if (which === 'noop') {
           const x = await noopRun(kafka, topic, n, maxBytes, timeoutMs);
           noop.push(x);
           progress(`round ${r + 1}/${rounds}: no-op consumer: first record ${sec(x.firstMs)} s, all ${sec(x.allMs)} s`);
+        } else if (which === 'decode') {
+          // The service run's configuration (its group and database are not used: the decoder only reads input.*).
+          const config = parseConfig(configFor(topic, `bench-e2e-${id}-decode${r}`, `bw_bench_e2e_${id}_decode${r}`, 0));
+          const x = await decodeRun(kafka, topic, config, n, maxBytes, timeoutMs);
+          decode.push(x);
+          progress(`round ${r + 1}/${rounds}: decode-only consumer: first record ${sec(x.firstMs)} s, all ${sec(x.allMs)} s (${fmt(x.decoded)} decoded, ${fmt(x.decodeErrors)} DecodeErrors)`);
         } else {
           const group = `bench-e2e-${id}-svc${r}`;
           const db = `bw_bench_e2e_${id}_svc${r}`;
@@ -578,7 +663,7 @@ export async function runE2eBench(): Promise<string> {
     progress(`recovery: /readyz 200 after ${sec(readyMs)} s, done ${sec(recovered.doneMs)} s after the restart (${fmt(recovered.messages)} records read by the new process); stopped with ${secondStop.how} after ${sec(secondStop.ms)} s`);
 
     return markdown({
-      n, partitions, rate, rounds, scaleRounds, input, genMs, produceMs, noop, svc, svcOut, scale,
+      n, partitions, rate, rounds, scaleRounds, input, genMs, produceMs, noop, decode, svc, svcOut, orders, scale,
       recovery: { killedAfterMs, atKill, durable, rowsAtKill, readyMs, recovered, out: killOut, logs: [first.logFile, second.logFile] },
       stopped, load0, load1: loadavg(),
     });
@@ -608,8 +693,11 @@ interface Results {
   genMs: number;
   produceMs: number;
   noop: Timing[];
+  decode: DecodeRun[];
   svc: ServiceRun[];
   svcOut: Output[];
+  /** The order of the throughput runs in each round. */
+  orders: Kind[][];
   scale: { procs: number; w: Watched; out: Output; logs: string[] }[];
   recovery: { killedAfterMs: number; atKill: number; durable: number; rowsAtKill: string | null; readyMs: number; recovered: Watched; out: Output; logs: string[] };
   /** Every child stopped with SIGTERM at the end of its run. */
@@ -637,6 +725,10 @@ function markdown(r: Results): string {
   // 1. Throughput
   const noopAll = r.noop.map((x) => rateOf(x.allMs));
   const noopSteady = r.noop.map((x) => rateOf(x.allMs - x.firstMs));
+  const decAll = r.decode.map((x) => rateOf(x.allMs));
+  const decSteady = r.decode.map((x) => rateOf(x.allMs - x.firstMs));
+  const decoded = r.decode.map((x) => `${fmt(x.decoded)}/${fmt(x.decodeErrors)}`).join(', ');
+  const orders = r.orders.map((o, i) => `round ${i + 1} ${o.map((k) => KIND_NAMES[k]).join(', ')}`).join('; ');
   const inAll = r.svc.map((x) => rateOf(x.allMs));
   const inSteady = r.svc.map((x) => rateOf(x.allMs - x.firstMs));
   const e2e = r.svc.map((x) => rateOf(x.settledMs));
@@ -668,27 +760,36 @@ function markdown(r: Results): string {
 
 Input: the first ${fmt(n)} requests of \`generateTraffic\` (seed 7, ${r.rate} benign requests/s and the three default attacks; ${fmt(r.input.attacks)} attack requests), ${((r.input.lastMs - r.input.firstMs) / 60_000).toFixed(1)} minutes of event time ending a minute or more before the run, Avro single-object encoded (${fmt(r.input.bytes / n)} bytes a record, ${(r.input.bytes / 1e6).toFixed(0)} MB), keyed by client IP, produced once (idempotent producer, acks=all, ${sec(r.produceMs)} s) to a new topic of ${r.partitions} partitions. Every run below reads that same topic from the beginning in a consumer group of its own; every service run has its own internal topics (from its group id), dead-letter and edge-rule topics and ClickHouse database, and runs with \`windows.idle_partition_ms\` and \`idle_flush_ms\` at 2 000 (the rest defaults: 60 s windows sliding by 10 s, 5 s lateness, ${parseConfig({}).topology.repartition_partitions} stage-2 partitions).
 
-### Throughput: the live service against a no-op consumer
+### Throughput: the live service against a no-op and a decode-only consumer
 
 - **no-op consumer**: a kafkajs consumer in a new group (\`fromBeginning\`, read_committed, the service's \`maxBytesPerPartition\`), \`eachBatch\` that only counts \`batch.messages.length\` (no decoding, default auto-commit). Clock: from before \`connect()\` until the count reaches ${fmt(n)}.
+- **decode-only consumer**: the same consumer (options, a new group each run), but \`eachBatch\` decodes every record with the service's own decoder, as stage 1 does: \`createDecoder(parseConfig(…))\` on the service run's configuration, then per batch \`await decoder.prepare(values)\` and \`decoder.decode(value)\` for each message, counting DecodeErrors apart; nothing else (no timestamp check, no panes, no output). It is the ceiling of any consumer that must decode the Avro records. Clock: from before \`createDecoder\` and \`connect()\` until ${fmt(n)} records have been decoded (decoded/DecodeErrors per round: ${decoded}).
 - **service**: \`startService(parseConfig(…))\` in the bench process (\`metrics.port\` 0), the three stages of docs/scaling.md §4. Clock: from before \`startService\` (which creates the ClickHouse tables and the internal topics) until \`service.stats.panes.messages\` reaches ${fmt(n)} (**input**: stage 1 has read everything; polled every 20 ms), and until \`await service.settled(${n})\` is true (**end to end**: every stage consumed to its high watermarks, no pane open, no window waiting, so every window aggregate and verdict is in ClickHouse; polled every 100 ms).
 - "steady" figures start the clock at the first record consumed instead, leaving out group joins and the service's set-up.
 
-Rounds: ${r.rounds}; the order alternates (no-op first, then service first). Each figure is records/s = ${fmt(n)} / time.
+Rounds: ${r.rounds}; the order rotates (${orders}). Each figure is records/s = ${fmt(n)} / time.
 
 | run | best records/s | median records/s | all rounds |
 |---|---:|---:|---|
 | no-op consumer, from start | ${fmt(best(noopAll))} | ${fmt(med(noopAll))} | ${list(noopAll)} |
 | no-op consumer, steady (from its first record) | ${fmt(best(noopSteady))} | ${fmt(med(noopSteady))} | ${list(noopSteady)} |
+| decode-only consumer, from start | ${fmt(best(decAll))} | ${fmt(med(decAll))} | ${list(decAll)} |
+| decode-only consumer, steady (from its first record) | ${fmt(best(decSteady))} | ${fmt(med(decSteady))} | ${list(decSteady)} |
 | service, input from start (stage 1 read all) | ${fmt(best(inAll))} | ${fmt(med(inAll))} | ${list(inAll)} |
 | service, input steady (from its first record) | ${fmt(best(inSteady))} | ${fmt(med(inSteady))} | ${list(inSteady)} |
 | service, end to end from start (settled) | ${fmt(best(e2e))} | ${fmt(med(e2e))} | ${list(e2e)} |
 
-| ratio to the no-op consumer (best / median) | ratio | ≥ 0.70 (median)? |
+| ratio (best / median) | ratio | ≥ 0.70 (median)? |
 |---|---:|---|
 | service input / no-op, from start | ${ratio(inAll, noopAll)} | ${pass(inAll, noopAll)} |
 | service input / no-op, steady | ${ratio(inSteady, noopSteady)} | ${pass(inSteady, noopSteady)} |
 | **service end to end / no-op, from start** | **${ratio(e2e, noopAll)}** | **${pass(e2e, noopAll)}** |
+| decode-only / no-op, from start (the ceiling) | ${ratio(decAll, noopAll)} | — |
+| decode-only / no-op, steady (the ceiling) | ${ratio(decSteady, noopSteady)} | — |
+| service input / decode-only, steady | ${ratio(inSteady, decSteady)} | — |
+| service end to end / decode-only, from start | ${ratio(e2e, decAll)} | — |
+
+"decode-only / no-op" is the ceiling: the most that any consumer which must decode these Avro records, whatever it does with them, reaches against the no-op consumer on this machine. "… / decode-only" is the share of that ceiling the service reaches: 1.00 would mean its stages cost nothing beyond decoding.
 
 Service phases per round (s from the start): ${phases}. The end-to-end time includes the 2 s of \`idle_partition_ms\`/\`idle_flush_ms\` after the last record (the last windows close on the wall-clock idle timer, checked once a second) and the settle polling. In round 1 stage 1 decoded ${fmt(s0.stats.decoded)} records (${fmt(s0.stats.deadLettered)} dead-lettered, ${fmt(s0.stats.late)} late) and handed ${fmt(s0.stats.partials)} entity pane partials to the repartition topic (${(s0.stats.partials / n).toFixed(2)} per input record; each is a JSON message holding the entity's pane aggregate and its sketches); stage 2 closed ${fmt(s0.stats.windowsClosed)} windows (summed over its partitions) and scored ${fmt(s0.stats.verdicts)} verdicts (${fmt(s0.stats.anomalous)} anomalous); the three stages committed ${fmt(s0.stats.transactions)} transactions. ClickHouse after each round (window_aggregates / verdicts, \`count() … FINAL\`): ${outs}.
 

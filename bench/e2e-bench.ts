@@ -258,7 +258,7 @@ interface ServiceRun extends Timing {
   readyMs: number;
   /** How long `service.stop()` took after the run (not in the figures). */
   stopMs: number;
-  stats: { decoded: number; deadLettered: number; late: number; partials: number; windowsClosed: number; verdicts: number; anomalous: number; transactions: number };
+  stats: { decoded: number; deadLettered: number; late: number; partials: number; bundles: number; windowsClosed: number; verdicts: number; anomalous: number; transactions: number };
 }
 
 async function serviceRun(topic: string, group: string, database: string, n: number, timeoutMs: number): Promise<ServiceRun> {
@@ -296,7 +296,7 @@ async function serviceRun(topic: string, group: string, database: string, n: num
   return {
     startedMs, readyMs, firstMs, allMs, settledMs, stopMs,
     stats: {
-      decoded: s.panes.decoded, deadLettered: s.panes.deadLettered, late: s.panes.late, partials: s.panes.partials, windowsClosed: s.windows.windowsClosed,
+      decoded: s.panes.decoded, deadLettered: s.panes.deadLettered, late: s.panes.late, partials: s.panes.partials, bundles: s.panes.bundles, windowsClosed: s.windows.windowsClosed,
       verdicts: s.windows.verdicts, anomalous: s.windows.anomalous,
       transactions: service.panes.stats.transactions + service.windows.stats.transactions + service.rules.stats.transactions,
     },
@@ -791,7 +791,7 @@ Rounds: ${r.rounds}; the order rotates (${orders}). Each figure is records/s = $
 
 "decode-only / no-op" is the ceiling: the most that any consumer which must decode these Avro records, whatever it does with them, reaches against the no-op consumer on this machine. "… / decode-only" is the share of that ceiling the service reaches: 1.00 would mean its stages cost nothing beyond decoding.
 
-Service phases per round (s from the start): ${phases}. The end-to-end time includes the 2 s of \`idle_partition_ms\`/\`idle_flush_ms\` after the last record (the last windows close on the wall-clock idle timer, checked once a second) and the settle polling. In round 1 stage 1 decoded ${fmt(s0.stats.decoded)} records (${fmt(s0.stats.deadLettered)} dead-lettered, ${fmt(s0.stats.late)} late) and handed ${fmt(s0.stats.partials)} entity pane partials to the repartition topic (${(s0.stats.partials / n).toFixed(2)} per input record; each is a JSON message holding the entity's pane aggregate and its sketches); stage 2 closed ${fmt(s0.stats.windowsClosed)} windows (summed over its partitions) and scored ${fmt(s0.stats.verdicts)} verdicts (${fmt(s0.stats.anomalous)} anomalous); the three stages committed ${fmt(s0.stats.transactions)} transactions. ClickHouse after each round (window_aggregates / verdicts, \`count() … FINAL\`): ${outs}.
+Service phases per round (s from the start): ${phases}. The end-to-end time includes the 2 s of \`idle_partition_ms\`/\`idle_flush_ms\` after the last record (the last windows close on the wall-clock idle timer, checked once a second) and the settle polling. In round 1 stage 1 decoded ${fmt(s0.stats.decoded)} records (${fmt(s0.stats.deadLettered)} dead-lettered, ${fmt(s0.stats.late)} late) and handed ${fmt(s0.stats.partials)} entity pane partials to the repartition topic (${(s0.stats.partials / n).toFixed(2)} per input record; in ${fmt(s0.stats.bundles)} messages: per pane, input partition and repartition partition, one Avro bundle of the entities' pane aggregates and their sketches, docs/scaling.md §4); stage 2 closed ${fmt(s0.stats.windowsClosed)} windows (summed over its partitions) and scored ${fmt(s0.stats.verdicts)} verdicts (${fmt(s0.stats.anomalous)} anomalous); the three stages committed ${fmt(s0.stats.transactions)} transactions. ClickHouse after each round (window_aggregates / verdicts, \`count() … FINAL\`): ${outs}.
 
 ### Scale-out: one process against two in one consumer group
 

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -211,17 +211,39 @@ describe('stages: restart, rebalance and two processes on real Kafka and ClickHo
     });
     const c = configFor('chdown');
     c.metrics = { ...c.metrics, port };
-    const s = await startService(c);
+    // The outage starts when stage 2 closes the first window that ends past the middle of the
+    // input, before that window's rows are written: `infra down` runs synchronously inside the
+    // hook, so however fast stage 2 is, it cannot write them (or anything after them) first.
+    // Waiting for rows to appear and then stopping raced with stage 2 finishing everything
+    // while ClickHouse shut down.
+    const times = logs.map((l) => l.timestamp).sort((a, b) => a - b);
+    const middle = times[Math.floor(times.length / 2)] as number;
+    let windowsBefore = 0;
+    let stoppedAt = 0;
+    const s = await startService(c, {
+      onWindow: (_r, w) => {
+        if (stoppedAt > 0) return;
+        if (w.windowEnd <= middle) {
+          windowsBefore++;
+          return;
+        }
+        execFileSync(process.execPath, [bin, 'infra', 'down', '--only', 'clickhouse'], { stdio: 'ignore', timeout: 60_000 });
+        stoppedAt = Date.now();
+      },
+    });
     const samples: { buffered: number; received: number; healthy: boolean; busyMs: number }[] = [];
     let readyz = '';
     let readyStatus = 0;
     try {
-      // Stopped after the first insert: most windows are still to come.
-      const rowsAtStop = await untilRows(c, 1);
-      expect(rowsAtStop).toBeGreaterThan(0);
-      expect(rowsAtStop).toBeLessThan((outcomes.one as Outcome).aggregates.length / 2);
-      await infraDown({ services: ['clickhouse'] });
-      const outageEnds = Date.now() + 60_000;
+      const waitUntil = Date.now() + 90_000;
+      while (stoppedAt === 0 && Date.now() < waitUntil) {
+        if (s.fatal()) throw s.fatal() as Error;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(stoppedAt, 'stage 2 closed no window past the middle of the input within 90 s').toBeGreaterThan(0);
+      // Mid-stream: windows closed before, more to come.
+      expect(windowsBefore).toBeGreaterThan(0);
+      const outageEnds = stoppedAt + 60_000;
       while (Date.now() < outageEnds) {
         if (s.fatal()) throw s.fatal() as Error;
         samples.push({ buffered: s.clickhouse.bufferedRows, received: s.stats.windows.received, healthy: s.clickhouse.healthy, busyMs: s.windows.busyMs() });

@@ -1,7 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -271,6 +271,66 @@ describe('stages: restart, rebalance and two processes on real Kafka and ClickHo
     outcomes.chdown = await outcome(c);
     expect(outcomes.chdown).toEqual(outcomes.one);
   }, 400_000);
+
+  it('ClickHouse slow, with some replies past the request timeout: consumption waits on it, buffers stay bounded, duplicate inserts collapse, and the outcome is exactly the uninterrupted one', async () => {
+    // ClickHouse behind a proxy that holds every reply chunk 200 ms, and every fourth one 3 s:
+    // past the 2 s request timeout, so the client gives up on inserts that the server has applied,
+    // and retries them. Requests pass at once; each socket's chunks keep their order.
+    let slow = false;
+    let chunks = 0;
+    const sockets = new Set<Socket>();
+    const proxy = createServer((client) => {
+      const upstream = connect(Number(new URL(localEndpoints.clickhouseUrl).port), '127.0.0.1');
+      for (const x of [client, upstream]) {
+        sockets.add(x);
+        x.on('close', () => {
+          sockets.delete(x);
+          client.destroy();
+          upstream.destroy();
+        });
+        x.on('error', () => undefined);
+      }
+      client.pipe(upstream);
+      let queue = Promise.resolve();
+      upstream.on('data', (chunk: Buffer) => {
+        const hold = !slow ? 0 : ++chunks % 4 === 0 ? 3_000 : 200;
+        queue = queue.then(() => new Promise((r) => setTimeout(r, hold))).then(() => void (client.destroyed || client.write(chunk)));
+      });
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+    const c = configFor('chslow');
+    c.clickhouse = { ...c.clickhouse, url: `http://127.0.0.1:${(proxy.address() as { port: number }).port}`, request_timeout_ms: 2_000 };
+    const s = await startService(c);
+    const samples: number[] = [];
+    try {
+      slow = true;
+      const sampler = setInterval(() => samples.push(s.clickhouse.bufferedRows), 250);
+      try {
+        await drain(c, [s], 280_000);
+      } finally {
+        clearInterval(sampler);
+      }
+      details.chslowRetries = s.clickhouse.stats.retries;
+      details.chslowMaxBuffered = Math.max(...samples);
+    } finally {
+      await s.stop();
+      await new Promise<void>((r) => {
+        proxy.close(() => r());
+        for (const x of sockets) x.destroy();
+      });
+    }
+    // Replies held past the timeout were retried, and bounded what was held in memory meanwhile.
+    expect(details.chslowRetries).toBeGreaterThan(0);
+    expect(details.chslowMaxBuffered).toBeLessThan(2 * c.clickhouse.batch_rows + 20_000);
+    // The retried inserts had been applied: the tables hold duplicates, which FINAL collapses.
+    const db = c.clickhouse.database;
+    const rows = async (query: string): Promise<number> => Number(((await (await ch.query({ query, format: 'JSONEachRow' })).json()) as { n: string }[])[0]?.n);
+    const raw = (await rows(`SELECT count() AS n FROM ${db}.window_aggregates`)) + (await rows(`SELECT count() AS n FROM ${db}.verdicts`));
+    const final = (await rows(`SELECT count() AS n FROM ${db}.window_aggregates FINAL`)) + (await rows(`SELECT count() AS n FROM ${db}.verdicts FINAL`));
+    expect(raw).toBeGreaterThan(final);
+    outcomes.chslow = await outcome(c);
+    expect(outcomes.chslow).toEqual(outcomes.one);
+  }, 300_000);
 
   it('Kafka restarted mid-stream: the pipeline resumes, with exactly the outcome of the uninterrupted run', async () => {
     const c = configFor('kafkarestart');

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { connect, createServer, type Socket } from 'node:net';
 import type { IHeaders, Kafka } from 'kafkajs';
 import type { RequestLog } from '../../schemas/index.js';
 
@@ -107,4 +108,51 @@ export function expectExactAggregates(
   for (const [key, w] of want) {
     expect(got.get(key), key).toEqual({ requests: w.requests, ips: w.ips.size, we: Number(key.split('/')[2]) / 1000 + 60 });
   }
+}
+
+/** A proxy of {@link delayingProxy}. */
+export interface DelayingProxy {
+  port: number;
+  /** Reply chunks held so far (a hold > 0). */
+  held(): number;
+  close(): Promise<void>;
+}
+
+/**
+ * A TCP proxy on a free 127.0.0.1 port to `target()` (asked at each connection): requests pass
+ * at once; each reply chunk is held `holdMs()` ms, asked as it arrives, each socket's chunks in
+ * order. Closing either side closes both. For slow-service fault tests.
+ */
+export async function delayingProxy(target: () => number, holdMs: () => number): Promise<DelayingProxy> {
+  const sockets = new Set<Socket>();
+  let held = 0;
+  const proxy = createServer((client) => {
+    const upstream = connect(target(), '127.0.0.1');
+    for (const x of [client, upstream]) {
+      sockets.add(x);
+      x.on('close', () => {
+        sockets.delete(x);
+        client.destroy();
+        upstream.destroy();
+      });
+      x.on('error', () => undefined);
+    }
+    client.pipe(upstream);
+    let queue = Promise.resolve();
+    upstream.on('data', (chunk: Buffer) => {
+      const hold = holdMs();
+      if (hold > 0) held++;
+      queue = queue.then(() => new Promise((r) => setTimeout(r, hold))).then(() => void (client.destroyed || client.write(chunk)));
+    });
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+  return {
+    port: (proxy.address() as { port: number }).port,
+    held: () => held,
+    close: () =>
+      new Promise<void>((r) => {
+        proxy.close(() => r());
+        for (const x of sockets) x.destroy();
+      }),
+  };
 }

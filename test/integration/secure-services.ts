@@ -107,6 +107,100 @@ export interface SecureKafka {
   stop(): Promise<void>;
 }
 
+/**
+ * Starts a single-node KRaft Kafka (broker and controller in one JVM, the jars of `burstwatch
+ * infra`) in `dir` with `properties` (plus log dirs and single-node replication settings),
+ * formats its storage (`formatArgs` added), and waits until `client()`'s admin sees a
+ * controller. Shared by the secured broker here and the plaintext one of private-kafka.ts.
+ */
+export async function startKafkaNode(o: {
+  dir: string;
+  what: string;
+  properties: string[];
+  log4j?: string[];
+  formatArgs?: string[];
+  client: () => Kafka;
+}): Promise<{ logFile: string; stop: () => Promise<void> }> {
+  const { dir } = o;
+  mkdirSync(join(dir, 'data'), { recursive: true });
+  mkdirSync(join(dir, 'logs'), { recursive: true });
+  const props = join(dir, 'server.properties');
+  const log4j = join(dir, 'log4j.properties');
+  const logFile = join(dir, 'logs', 'server.log');
+  const consoleLog = join(dir, 'logs', 'console.log');
+  writeFileSync(
+    props,
+    [
+      ...o.properties,
+      `log.dirs=${join(dir, 'data')}`,
+      'num.partitions=1',
+      'offsets.topic.replication.factor=1',
+      'transaction.state.log.replication.factor=1',
+      'transaction.state.log.min.isr=1',
+      'group.initial.rebalance.delay.ms=0',
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
+  writeFileSync(
+    log4j,
+    [
+      'log4j.rootLogger=WARN, file',
+      'log4j.appender.file=org.apache.log4j.FileAppender',
+      `log4j.appender.file.File=${logFile}`,
+      'log4j.appender.file.layout=org.apache.log4j.PatternLayout',
+      'log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n',
+      'log4j.logger.kafka.server.KafkaRaftServer=INFO',
+      ...(o.log4j ?? []),
+      '',
+    ].join('\n'),
+  );
+  const javaBin = process.env.JAVA_HOME ? join(process.env.JAVA_HOME, 'bin', 'java') : 'java';
+  const java = ['-Dlog4j.configuration=file:' + log4j, '-cp', `${kafkaPaths().libs}/*`];
+  const { stdout } = await run(javaBin, [...java, 'kafka.tools.StorageTool', 'random-uuid']);
+  const clusterId = stdout.trim().split('\n').pop()?.trim() ?? '';
+  await run(javaBin, [...java, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', props, ...(o.formatArgs ?? [])]);
+  const child = spawnDetached(javaBin, ['-Xmx512m', '-XX:+ExitOnOutOfMemoryError', '-Djava.awt.headless=true', ...java, 'kafka.Kafka', props], {
+    cwd: dir,
+    logFile: consoleLog,
+  });
+  const exited = watchExit(child);
+  if (child.pid === undefined) throw new Error(`could not start java; see ${consoleLog}`);
+  const pid = child.pid;
+  started.add(pid);
+  const stop = async (): Promise<void> => {
+    await stopProcess(pid, ['kafka.Kafka', props], 10_000).catch(() => undefined);
+    started.delete(pid);
+  };
+  try {
+    await waitReady({
+      what: o.what,
+      probe: async () => {
+        const admin = o.client().admin();
+        try {
+          await admin.connect();
+          const cluster = await admin.describeCluster();
+          if (cluster.controller === null) return undefined;
+          // Makes the broker create __consumer_offsets now rather than at the first group join.
+          await admin.describeGroups(['it-kafka-warmup']);
+          return true;
+        } catch {
+          return undefined;
+        } finally {
+          await admin.disconnect().catch(() => undefined);
+        }
+      },
+      timeoutMs: 90_000,
+      exited,
+      logFiles: [logFile, consoleLog],
+    });
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { logFile, stop };
+}
+
 /** The super user of the private broker. */
 export const KAFKA_SUPER_USER = 'admin';
 
@@ -121,16 +215,21 @@ export async function startSecureKafka(options: { dir: string; certs: Certificat
   const { dir, certs, users } = options;
   const adminPassword = users[KAFKA_SUPER_USER];
   if (adminPassword === undefined) throw new Error(`users must include ${KAFKA_SUPER_USER}`);
-  mkdirSync(join(dir, 'data'), { recursive: true });
-  mkdirSync(join(dir, 'logs'), { recursive: true });
   const [port, controllerPort] = [await freePort(), await freePort()];
-  const props = join(dir, 'server.properties');
-  const log4j = join(dir, 'log4j.properties');
-  const logFile = join(dir, 'logs', 'server.log');
-  const consoleLog = join(dir, 'logs', 'console.log');
-  writeFileSync(
-    props,
-    [
+  const brokers = [`127.0.0.1:${port}`];
+  const client = (username: string, password: string, extra: Partial<KafkaConfig> = {}): Kafka =>
+    new Kafka({
+      clientId: `it-security-${username}`,
+      brokers,
+      ssl: { ca: [readFileSync(certs.caFile, 'utf8')] },
+      sasl: { mechanism: 'scram-sha-512', username, password },
+      logLevel: logLevel.NOTHING,
+      ...extra,
+    });
+  const { logFile, stop } = await startKafkaNode({
+    dir,
+    what: 'secure kafka',
+    properties: [
       'process.roles=broker,controller',
       'node.id=1',
       `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
@@ -150,89 +249,15 @@ export async function startSecureKafka(options: { dir: string; certs: Certificat
       'authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer',
       'allow.everyone.if.no.acl.found=false',
       `super.users=User:${KAFKA_SUPER_USER};User:CN=localhost`,
-      `log.dirs=${join(dir, 'data')}`,
-      'num.partitions=1',
-      'offsets.topic.replication.factor=1',
-      'transaction.state.log.replication.factor=1',
-      'transaction.state.log.min.isr=1',
-      'group.initial.rebalance.delay.ms=0',
       // Topics exist only if someone with CREATE made them.
       'auto.create.topics.enable=false',
-      '',
-    ].join('\n'),
-    { mode: 0o600 },
-  );
-  writeFileSync(
-    log4j,
-    [
-      'log4j.rootLogger=WARN, file',
-      'log4j.appender.file=org.apache.log4j.FileAppender',
-      `log4j.appender.file.File=${logFile}`,
-      'log4j.appender.file.layout=org.apache.log4j.PatternLayout',
-      'log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n',
-      'log4j.logger.kafka.server.KafkaRaftServer=INFO',
-      // Every denied request, with principal, operation and resource: what an ACL experiment reads.
-      'log4j.logger.kafka.authorizer.logger=INFO',
-      '',
-    ].join('\n'),
-  );
-  const libs = `${kafkaPaths().libs}/*`;
-  const javaBin = process.env.JAVA_HOME ? join(process.env.JAVA_HOME, 'bin', 'java') : 'java';
-  const java = ['-Dlog4j.configuration=file:' + log4j, '-cp', libs];
-  const { stdout } = await run(javaBin, [...java, 'kafka.tools.StorageTool', 'random-uuid']);
-  const clusterId = stdout.trim().split('\n').pop()?.trim() ?? '';
-  // SCRAM credentials go into the metadata log at format time (KIP-900), before anyone can connect.
-  const scram = Object.entries(users).flatMap(([name, password]) => ['--add-scram', `SCRAM-SHA-512=[name=${name},password=${password}]`]);
-  await run(javaBin, [...java, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', props, ...scram]);
-  const child = spawnDetached(
-    javaBin,
-    ['-Xmx512m', '-XX:+ExitOnOutOfMemoryError', '-Djava.awt.headless=true', ...java, 'kafka.Kafka', props],
-    { cwd: dir, logFile: consoleLog },
-  );
-  const exited = watchExit(child);
-  if (child.pid === undefined) throw new Error(`could not start java; see ${consoleLog}`);
-  const pid = child.pid;
-  started.add(pid);
-  const brokers = [`127.0.0.1:${port}`];
-  const client = (username: string, password: string, extra: Partial<KafkaConfig> = {}): Kafka =>
-    new Kafka({
-      clientId: `it-security-${username}`,
-      brokers,
-      ssl: { ca: [readFileSync(certs.caFile, 'utf8')] },
-      sasl: { mechanism: 'scram-sha-512', username, password },
-      logLevel: logLevel.NOTHING,
-      ...extra,
-    });
-  const stop = async (): Promise<void> => {
-    await stopProcess(pid, ['kafka.Kafka', props], 10_000).catch(() => undefined);
-    started.delete(pid);
-  };
-  try {
-    await waitReady({
-      what: 'secure kafka',
-      probe: async () => {
-        const admin = client(KAFKA_SUPER_USER, adminPassword, { retry: { retries: 0 }, connectionTimeout: 1_000 }).admin();
-        try {
-          await admin.connect();
-          const cluster = await admin.describeCluster();
-          if (cluster.controller === null) return undefined;
-          // Makes the broker create __consumer_offsets now rather than at the first group join.
-          await admin.describeGroups(['it-security-warmup']);
-          return true;
-        } catch {
-          return undefined;
-        } finally {
-          await admin.disconnect().catch(() => undefined);
-        }
-      },
-      timeoutMs: 90_000,
-      exited,
-      logFiles: [logFile, consoleLog],
-    });
-  } catch (err) {
-    await stop();
-    throw err;
-  }
+    ],
+    // Every denied request, with principal, operation and resource: what an ACL experiment reads.
+    log4j: ['log4j.logger.kafka.authorizer.logger=INFO'],
+    // SCRAM credentials go into the metadata log at format time (KIP-900), before anyone can connect.
+    formatArgs: Object.entries(users).flatMap(([name, password]) => ['--add-scram', `SCRAM-SHA-512=[name=${name},password=${password}]`]),
+    client: () => client(KAFKA_SUPER_USER, adminPassword, { retry: { retries: 0 }, connectionTimeout: 1_000 }),
+  });
   return { brokers, client, admin: () => client(KAFKA_SUPER_USER, adminPassword), logFile, stop };
 }
 

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from '@clickhouse/client';
@@ -11,8 +10,7 @@ import { parseConfig } from '../../config.js';
 import { localEndpoints } from '../../infra/index.js';
 import { encodeSingleObject } from '../../schemas/codec.js';
 import { requestLogType } from '../../schemas/index.js';
-import { readTopic } from './helpers.js';
-import { aggregatesInClickHouse, expectExactAggregates, JA4_BOT, produceToNewTopic, traffic } from './helpers.js';
+import { aggregatesInClickHouse, delayingProxy, expectExactAggregates, JA4_BOT, produceToNewTopic, readTopic, traffic, type DelayingProxy } from './helpers.js';
 import { startPrivateKafka, type PrivateKafka } from './private-kafka.js';
 
 /**
@@ -26,45 +24,22 @@ describe('Kafka slow, then unresponsive for 8 s', () => {
   const id = randomBytes(4).toString('hex');
   const dir = mkdtempSync(join(tmpdir(), 'burstwatch-slow-kafka-'));
   const ch = createClient({ url: localEndpoints.clickhouseUrl, request_timeout: 120_000 });
-  const sockets = new Set<Socket>();
   let target = 0;
   let holdMs = 0;
   let stalledUntil = 0;
-  let held = 0;
-  const proxy = createServer((client) => {
-    const upstream = connect(target, '127.0.0.1');
-    for (const x of [client, upstream]) {
-      sockets.add(x);
-      x.on('close', () => {
-        sockets.delete(x);
-        client.destroy();
-        upstream.destroy();
-      });
-      x.on('error', () => undefined);
-    }
-    client.pipe(upstream);
-    let queue = Promise.resolve();
-    upstream.on('data', (chunk: Buffer) => {
-      const wait = (): number => Math.max(holdMs, stalledUntil - Date.now());
-      if (wait() > 0) held++;
-      queue = queue.then(() => new Promise((r) => setTimeout(r, wait()))).then(() => void (client.destroyed || client.write(chunk)));
-    });
-  });
+  let proxy: DelayingProxy | null = null;
   let kafkaBroker: PrivateKafka | null = null;
 
   afterAll(async () => {
     await kafkaBroker?.stop();
-    await new Promise<void>((r) => {
-      proxy.close(() => r());
-      for (const x of sockets) x.destroy();
-    });
+    await proxy?.close();
     await ch.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
   it('the pipeline waits on it and loses nothing: exactly the brute-force aggregates, and the burst flagged', async () => {
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
-    kafkaBroker = await startPrivateKafka({ dir, advertisedPort: (proxy.address() as { port: number }).port, onListener: (p) => (target = p) });
+    proxy = await delayingProxy(() => target, () => Math.max(holdMs, stalledUntil - Date.now()));
+    kafkaBroker = await startPrivateKafka({ dir, advertisedPort: proxy.port, onListener: (p) => (target = p) });
     const kafka = new Kafka({ clientId: 'it-slow', brokers: kafkaBroker.brokers, logLevel: logLevel.NOTHING });
     const logs = traffic();
     const topic = `it-slow-${id}`;
@@ -105,7 +80,7 @@ describe('Kafka slow, then unresponsive for 8 s', () => {
     }
     expect(readAtStall).toBeGreaterThan(0);
     expect(readAtStall).toBeLessThan(logs.length);
-    expect(held).toBeGreaterThan(100);
+    expect(proxy.held()).toBeGreaterThan(100);
     // Nothing dropped, nothing counted twice.
     expectExactAggregates(await aggregatesInClickHouse(ch, c.clickhouse.database), logs, expect);
     const rs = await ch.query({ query: `SELECT entity FROM ${c.clickhouse.database}.verdicts FINAL WHERE anomalous = 1 AND entity_type = 'asn_ja4'`, format: 'JSONEachRow' });

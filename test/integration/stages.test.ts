@@ -1,7 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +14,7 @@ import { internalTopics } from '../../consumers/topology.js';
 import { infraDown, infraUp, localEndpoints } from '../../infra/index.js';
 import { encodeSingleObject } from '../../schemas/codec.js';
 import { requestLogType } from '../../schemas/index.js';
-import { aggregatesInClickHouse, expectExactAggregates, produceToNewTopic, readTopic, traffic } from './helpers.js';
+import { aggregatesInClickHouse, delayingProxy, expectExactAggregates, produceToNewTopic, readTopic, traffic } from './helpers.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const bin = join(root, 'dist', 'cli', 'main.js');
@@ -278,28 +278,9 @@ describe('stages: restart, rebalance and two processes on real Kafka and ClickHo
     // and retries them. Requests pass at once; each socket's chunks keep their order.
     let slow = false;
     let chunks = 0;
-    const sockets = new Set<Socket>();
-    const proxy = createServer((client) => {
-      const upstream = connect(Number(new URL(localEndpoints.clickhouseUrl).port), '127.0.0.1');
-      for (const x of [client, upstream]) {
-        sockets.add(x);
-        x.on('close', () => {
-          sockets.delete(x);
-          client.destroy();
-          upstream.destroy();
-        });
-        x.on('error', () => undefined);
-      }
-      client.pipe(upstream);
-      let queue = Promise.resolve();
-      upstream.on('data', (chunk: Buffer) => {
-        const hold = !slow ? 0 : ++chunks % 4 === 0 ? 3_000 : 200;
-        queue = queue.then(() => new Promise((r) => setTimeout(r, hold))).then(() => void (client.destroyed || client.write(chunk)));
-      });
-    });
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+    const proxy = await delayingProxy(() => Number(new URL(localEndpoints.clickhouseUrl).port), () => (!slow ? 0 : ++chunks % 4 === 0 ? 3_000 : 200));
     const c = configFor('chslow');
-    c.clickhouse = { ...c.clickhouse, url: `http://127.0.0.1:${(proxy.address() as { port: number }).port}`, request_timeout_ms: 2_000 };
+    c.clickhouse = { ...c.clickhouse, url: `http://127.0.0.1:${proxy.port}`, request_timeout_ms: 2_000 };
     const s = await startService(c);
     const samples: number[] = [];
     try {
@@ -314,10 +295,7 @@ describe('stages: restart, rebalance and two processes on real Kafka and ClickHo
       details.chslowMaxBuffered = Math.max(...samples);
     } finally {
       await s.stop();
-      await new Promise<void>((r) => {
-        proxy.close(() => r());
-        for (const x of sockets) x.destroy();
-      });
+      await proxy.close();
     }
     // Replies held past the timeout were retried, and bounded what was held in memory meanwhile.
     expect(details.chslowRetries).toBeGreaterThan(0);

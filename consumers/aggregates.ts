@@ -231,8 +231,7 @@ export class EntityAggregate {
   /** The `EntityPartial` fields of schemas/pane-bundle.avsc (the repartition topic's binary form), without the entity. */
   toWire(): EntityAggregateWire {
     return {
-      counters: [this.requests, this.status2xx, this.status3xx, this.status4xx, this.status5xx, this.status401, this.status403, this.post,
-        this.staticAssets, this.bytes, this.challengeIssued, this.challengePassed, this.challengeFailed, this.http1, this.http2, this.http3],
+      counters: COUNTERS.map((k) => this[k]),
       ips: this.ips.toWire(),
       paths: this.paths.toWire(),
       user_agents: this.userAgents.toWire(),

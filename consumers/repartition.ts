@@ -77,18 +77,26 @@ interface BundleWire {
   partials: ({ entity_type: EntityType; entity: string } & EntityAggregateWire)[];
 }
 
+/** Where bundles are encoded, after the marker byte; grown when a bundle does not fit. */
+let scratch = Buffer.allocUnsafe(BUNDLE_MAX_BYTES);
+
 function encodeBundle(source: number, pane: number, partials: BundleWire['partials'], out: Buffer[]): void {
-  const body = bundleType.toBuffer({ source, pane, partials } satisfies BundleWire);
-  if (body.length + 1 > BUNDLE_MAX_BYTES && partials.length > 1) {
+  const wire: BundleWire = { source, pane, partials };
+  let end = bundleType.encode(wire, scratch, 1);
+  // A negative result is the number of bytes missing.
+  if (end < 0) {
+    scratch = Buffer.allocUnsafe(2 * (scratch.length - end));
+    end = bundleType.encode(wire, scratch, 1);
+  }
+  if (end > BUNDLE_MAX_BYTES && partials.length > 1) {
     const half = partials.length >> 1;
     encodeBundle(source, pane, partials.slice(0, half), out);
     encodeBundle(source, pane, partials.slice(half), out);
     return;
   }
-  const value = Buffer.allocUnsafe(body.length + 1);
-  value[0] = BUNDLE_MARKER;
-  body.copy(value, 1);
-  out.push(value);
+  scratch[0] = BUNDLE_MARKER;
+  // One copy, out of the scratch buffer, as avsc's own toBuffer makes.
+  out.push(Buffer.from(scratch.subarray(0, end)));
 }
 
 /**
